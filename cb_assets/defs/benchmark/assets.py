@@ -1,0 +1,45 @@
+import dagster as dg
+import pandas as pd
+
+from cb_assets.dataset import DatasetError
+from cb_assets.defs.benchmark.resources import BenchmarkDataset
+from cb_assets.defs.runs.partitions import pair_partitions
+
+
+@dg.asset(group_name="benchmark", kinds={"duckdb"})
+def benchmark_pairs(context: dg.AssetExecutionContext, dataset: BenchmarkDataset) -> pd.DataFrame:
+    """The feature pairs of the configured subset (lite: 100 pairs over 26 tasks).
+
+    Registers every pair as a partition of `run_results`, so the partition grid
+    always matches the dataset on disk.
+    """
+    try:
+        pairs = dataset.pairs()
+    except DatasetError as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from None
+    frame = pd.DataFrame(
+        {
+            "pair": [p.key for p in pairs],
+            "repo": [p.repo for p in pairs],
+            "task_id": [p.task_id for p in pairs],
+            "feature_a": [p.feature_a for p in pairs],
+            "feature_b": [p.feature_b for p in pairs],
+            "image": [p.image(dataset.image_namespace) for p in pairs],
+            "subset": dataset.subset,
+        }
+    )
+    known = set(context.instance.get_dynamic_partitions(pair_partitions.name))
+    new_keys = [key for key in frame["pair"] if key not in known]
+    if new_keys:
+        context.instance.add_dynamic_partitions(pair_partitions.name, new_keys)
+    context.add_output_metadata(
+        {
+            "subset": dataset.subset,
+            "dataset_dir": dg.MetadataValue.path(str(dataset.root)),
+            "pairs": len(frame),
+            "tasks": int(frame[["repo", "task_id"]].drop_duplicates().shape[0]),
+            "repos": int(frame["repo"].nunique()),
+            "new_partitions": len(new_keys),
+        }
+    )
+    return frame

@@ -1,0 +1,122 @@
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+from dagster_duckdb import DuckDBResource
+
+from cb_assets import config
+from cb_assets.defs.benchmark.assets import benchmark_pairs
+from cb_assets.defs.benchmark.resources import BenchmarkDataset
+from cb_assets.defs.reports.tables import read_run_results, read_table
+from cb_assets.defs.runs.assets import run_results
+from cb_assets.defs.runs.resources import CooperBenchRunner
+from cb_assets.manifest import build_manifest, manifest_table
+from cb_assets.report import ReportInputs, evaluate_truths, render_report
+from cb_assets.results import ResultFileError, read_json_file
+
+
+def manifest_path() -> Path:
+    return config.data_dir() / "results-manifest.json"
+
+
+def report_path() -> Path:
+    return config.data_dir() / "verification-report.md"
+
+
+@dg.asset(deps=[run_results], group_name="reports", kinds={"duckdb", "json"})
+def cost_manifest(
+    context: dg.AssetExecutionContext, duckdb: DuckDBResource, runner: CooperBenchRunner
+) -> pd.DataFrame:
+    """Per setting: pairs, agents, statuses, cost, steps, patches and messages; plus totals.
+
+    Written to `data/results-manifest.json` and stored as a table.
+    """
+    results = read_run_results(duckdb)
+    manifest = {
+        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "experiment": runner.experiment,
+        "subset": runner.dataset.subset,
+        **build_manifest(results),
+    }
+    path = manifest_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    table = manifest_table(manifest)
+    context.add_output_metadata(
+        {
+            "manifest_file": dg.MetadataValue.path(str(path)),
+            "pair_runs": manifest["totals"]["pairs"],
+            "cost_total": manifest["totals"]["cost_total"],
+            "per_setting": dg.MetadataValue.md(table.to_markdown(index=False)),
+        }
+    )
+    return table
+
+
+def _check_result_files(results: pd.DataFrame) -> tuple[pd.Series, dict[str, float]]:
+    """Is each row's result.json still on disk with the same run? And its total cost."""
+    file_ok: dict[str, bool] = {}
+    costs: dict[str, float] = {}
+    for row in results.drop_duplicates(["pair", "setting"]).itertuples():
+        key = f"{row.pair}|{row.setting}"
+        try:
+            data = read_json_file(Path(row.result_path))
+            file_ok[key] = isinstance(data, dict) and data.get("run_id") == row.run_id
+            costs[key] = float(data.get("total_cost") or 0) if file_ok[key] else 0.0
+        except (ResultFileError, OSError, TypeError, ValueError):
+            file_ok[key] = False
+    keys = results["pair"] + "|" + results["setting"]
+    return keys.map(file_ok).fillna(False).astype(bool), costs
+
+
+@dg.asset(
+    deps=[cost_manifest, run_results, benchmark_pairs],
+    group_name="reports",
+    kinds={"duckdb", "markdown"},
+)
+def verification_report(
+    context: dg.AssetExecutionContext,
+    duckdb: DuckDBResource,
+    runner: CooperBenchRunner,
+    dataset: BenchmarkDataset,
+) -> pd.DataFrame:
+    """Which promises of the experiment hold, each verdict computed from the data.
+
+    Written to `data/verification-report.md`; the truths are stored as a table.
+    """
+    results = read_run_results(duckdb)
+    results["file_ok"], costs = _check_result_files(results)
+    pairs = read_table(duckdb, "benchmark_pairs")
+    expected = sorted(pairs["pair"]) if pairs is not None else []
+    manifest = json.loads(manifest_path().read_text()) if manifest_path().exists() else None
+    db_path = config.duckdb_path()
+    inputs = ReportInputs(
+        phase=f"{runner.experiment}-{dataset.subset}",
+        subset=dataset.subset,
+        expected_pairs=expected,
+        results=results,
+        manifest=manifest,
+        result_file_costs=costs,
+        images=read_table(duckdb, "task_images"),
+        attempts=read_table(duckdb, "run_attempts"),
+        artifacts=[
+            ("DuckDB file", str(db_path), db_path.exists()),
+            ("run logs", runner.logs_dir, Path(runner.logs_dir).is_dir()),
+            ("results manifest", str(manifest_path()), manifest_path().exists()),
+            ("run_results table", f"{config.DUCKDB_SCHEMA}.run_results", not results.empty),
+        ],
+    )
+    truths = evaluate_truths(inputs)
+    markdown = render_report(inputs, truths)
+    report_path().write_text(markdown, encoding="utf-8")
+    verified = sum(t.verdict == "VERIFIED" for t in truths)
+    context.add_output_metadata(
+        {
+            "report_file": dg.MetadataValue.path(str(report_path())),
+            "score": f"{verified}/{len(truths)}",
+            "report": dg.MetadataValue.md(markdown),
+        }
+    )
+    return pd.DataFrame([t.__dict__ for t in truths])

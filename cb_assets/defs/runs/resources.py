@@ -1,0 +1,93 @@
+import hashlib
+import os
+from pathlib import Path
+
+import dagster as dg
+import redis
+
+from cb_assets import config
+from cb_assets.dataset import Pair
+from cb_assets.defs.benchmark.resources import BenchmarkDataset, default_dataset
+from cb_assets.runner.command import RunSpec, pair_log_dir, run_argv
+from cb_assets.runner.launch import LaunchResult, child_env, launch
+from cb_assets.settings import get_setting
+
+
+class RedisUnavailableError(RuntimeError):
+    """coop-comm needs a Redis server and none answers at the configured URL."""
+
+
+class CooperBenchRunner(dg.ConfigurableResource):
+    """How pairs are run: upstream's CLI, this agent and model, logs under `logs_dir`.
+
+    API keys are never configuration: the cooperbench process inherits them from
+    the environment, and nothing here records them.
+    """
+
+    dataset: dg.ResourceDependency[BenchmarkDataset]
+    logs_dir: str
+    experiment: str = "oracle"
+    agent: str = "oracle"
+    model: str = "oracle"
+    agent_config: str | None = None
+    redis_url: str = "redis://127.0.0.1:6379"
+    launcher: str = "forkserver"
+    timeout_seconds: float = 3600.0
+
+    def spec(self) -> RunSpec:
+        return RunSpec(
+            experiment=self.experiment,
+            agent=self.agent,
+            model=self.model,
+            dataset_dir=self.dataset.root,
+            logs_dir=Path(self.logs_dir),
+            redis_url=self.redis_url,
+            agent_config=Path(self.agent_config) if self.agent_config else None,
+        )
+
+    def pair_dir(self, pair: Pair, setting: str) -> Path:
+        return pair_log_dir(self.spec(), pair, setting)
+
+    def check_redis(self) -> None:
+        try:
+            redis.from_url(self.redis_url, socket_connect_timeout=2).ping()
+        except (redis.RedisError, ValueError) as exc:
+            raise RedisUnavailableError(
+                f"Redis at {self.redis_url} is unreachable ({exc}); coop-comm needs it: "
+                "start one with `scripts/start-redis` or set CB_REDIS_URL"
+            ) from None
+
+    def fork_socket(self) -> Path:
+        # Unix socket paths are capped at ~100 bytes, so name it by a hash of the logs root.
+        digest = hashlib.sha256(str(Path(self.logs_dir).resolve()).encode()).hexdigest()[:12]
+        return Path("/tmp") / f"cb-assets-{digest}.sock"
+
+    def run_pair(self, pair: Pair, setting: str, *, force: bool, log_path: Path) -> LaunchResult:
+        get_setting(setting)
+        env = child_env(os.environ, {"CB_DATASET_DIR": str(self.dataset.root)})
+        return launch(
+            self.launcher,
+            run_argv(self.spec(), pair, setting, force=force),
+            env,
+            log_path,
+            self.timeout_seconds,
+            self.fork_socket(),
+        )
+
+
+@dg.definitions
+def resources() -> dg.Definitions:
+    return dg.Definitions(
+        resources={
+            "runner": CooperBenchRunner(
+                dataset=default_dataset(),
+                logs_dir=str(config.logs_dir()),
+                experiment=config.experiment(),
+                agent=config.agent(),
+                model=config.model(),
+                agent_config=config.agent_config(),
+                redis_url=config.redis_url(),
+                launcher=config.launcher(),
+            ),
+        }
+    )

@@ -1,0 +1,257 @@
+"""The verification report: which promises hold, computed from what is recorded.
+
+Every verdict comes from the data handed in here; a promise the platform has no
+data for yet is NOT CHECKED with the reason, never VERIFIED.
+"""
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+
+from cb_assets.settings import SETTING_NAMES
+
+VERIFIED, FAILED, NOT_CHECKED = "VERIFIED", "FAILED", "NOT CHECKED"
+SMOKE_PAIRS = 5
+
+
+@dataclass(frozen=True)
+class Truth:
+    key: str
+    truth: str
+    verdict: str
+    evidence: str
+
+
+@dataclass
+class ReportInputs:
+    """What the report is computed from.
+
+    `results` are run_results rows with one extra boolean column, `file_ok`: the
+    result.json the row came from is still on disk and still holds that run.
+    """
+
+    phase: str
+    subset: str
+    expected_pairs: list[str]
+    results: pd.DataFrame
+    manifest: dict[str, Any] | None
+    result_file_costs: dict[str, float] = field(default_factory=dict)
+    images: pd.DataFrame | None = None
+    attempts: pd.DataFrame | None = None
+    artifacts: list[tuple[str, str, bool]] = field(default_factory=list)
+
+
+def _sample(keys: list[str], limit: int = 5) -> str:
+    shown = ", ".join(keys[:limit])
+    return shown + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
+
+
+def _complete_pairs(results: pd.DataFrame, setting: str) -> set[str]:
+    rows = results[results["setting"] == setting]
+    if rows.empty:
+        return set()
+    ok = rows.groupby("pair").apply(
+        lambda g: bool(g["file_ok"].all() and (g["status"] != "Error").all()), include_groups=False
+    )
+    return set(ok[ok].index)
+
+
+def _setting_truth(inputs: ReportInputs, setting: str) -> Truth:
+    expected = inputs.expected_pairs
+    done = _complete_pairs(inputs.results, setting)
+    missing = [p for p in expected if p not in done]
+    truth = f"{setting} is complete on the {inputs.subset} subset"
+    if not expected:
+        return Truth(
+            f"{setting}_complete", truth, NOT_CHECKED, "no pairs loaded: run benchmark_pairs"
+        )
+    rows = inputs.results[inputs.results["setting"] == setting]
+    statuses = ", ".join(f"{s} {n}" for s, n in rows["status"].value_counts().items()) or "none"
+    done_n = len(expected) - len(missing)
+    evidence = (
+        f"{done_n}/{len(expected)} pairs with a final result on disk (agent statuses: {statuses})"
+    )
+    if missing:
+        return Truth(
+            f"{setting}_complete",
+            truth,
+            FAILED,
+            f"{evidence}; missing or broken: {_sample(missing)}",
+        )
+    return Truth(f"{setting}_complete", truth, VERIFIED, evidence)
+
+
+def _smoke_truth(inputs: ReportInputs) -> Truth:
+    truth = f"a smoke run of {SMOKE_PAIRS} pairs went end to end in all three settings"
+    complete = set.intersection(*(_complete_pairs(inputs.results, s) for s in SETTING_NAMES))
+    evidence = f"{len(complete)} pairs have final results in solo, coop-comm and coop-nocomm"
+    verdict = VERIFIED if len(complete) >= SMOKE_PAIRS else FAILED
+    return Truth("smoke_run", truth, verdict, evidence)
+
+
+def _dataset_truth(inputs: ReportInputs) -> Truth:
+    truth = f"the {inputs.subset} subset is loaded as feature pairs"
+    n = len(inputs.expected_pairs)
+    tasks = len({p.rsplit("-", 1)[0] for p in inputs.expected_pairs})
+    if n == 0:
+        return Truth("dataset_loaded", truth, FAILED, "benchmark_pairs holds no pairs")
+    return Truth("dataset_loaded", truth, VERIFIED, f"{n} pairs over {tasks} tasks")
+
+
+def _images_truth(inputs: ReportInputs) -> Truth:
+    truth = "every task image of the subset is present and its /workspace probe passes"
+    if inputs.images is None or inputs.images.empty:
+        return Truth(
+            "images_present",
+            truth,
+            NOT_CHECKED,
+            "no task_images table yet: images are not checked by this platform version",
+        )
+    total = len(inputs.images)
+    present = int(inputs.images["present"].sum())
+    probed = int(inputs.images["probe_ok"].sum())
+    verdict = VERIFIED if present == probed == total else FAILED
+    return Truth(
+        "images_present",
+        truth,
+        verdict,
+        f"{present}/{total} images present, {probed}/{total} /workspace probes passed",
+    )
+
+
+def _messaging_truth(inputs: ReportInputs) -> Truth:
+    truth = (
+        "coop-comm runs exchange messages with the messaging flag on; coop-nocomm runs send none"
+    )
+    r = inputs.results
+    comm, nocomm = r[r["setting"] == "coop-comm"], r[r["setting"] == "coop-nocomm"]
+    if comm.empty or nocomm.empty:
+        return Truth(
+            "messaging_recorded", truth, NOT_CHECKED, "no coop-comm or no coop-nocomm results yet"
+        )
+    comm_msgs = int(comm.drop_duplicates("pair")["messages_sent"].fillna(0).sum())
+    nocomm_msgs = int(nocomm.drop_duplicates("pair")["messages_sent"].fillna(0).sum())
+    flags_ok = bool(comm["messaging_enabled"].all()) and not bool(nocomm["messaging_enabled"].any())
+    evidence = (
+        f"coop-comm: {comm_msgs} messages over {comm['pair'].nunique()} pairs; "
+        f"coop-nocomm: {nocomm_msgs} messages; messaging flags "
+        f"{'as expected' if flags_ok else 'WRONG'}"
+    )
+    verdict = VERIFIED if flags_ok and comm_msgs > 0 and nocomm_msgs == 0 else FAILED
+    return Truth("messaging_recorded", truth, verdict, evidence)
+
+
+def _retries_truth(inputs: ReportInputs) -> Truth:
+    truth = "infrastructure failures are retried and tagged infra_error when they persist"
+    if inputs.attempts is None:
+        return Truth(
+            "infra_retried",
+            truth,
+            NOT_CHECKED,
+            "no run_attempts table yet: attempts are not recorded by this platform version",
+        )
+    infra = inputs.attempts[inputs.attempts["classification"] == "infra_error"]
+    return Truth("infra_retried", truth, VERIFIED, f"{len(infra)} infra_error attempts recorded")
+
+
+def _cost_truth(inputs: ReportInputs) -> Truth:
+    truth = "the cost of every run is tracked and the manifest totals match the result files"
+    r = inputs.results
+    if r.empty or inputs.manifest is None:
+        return Truth("cost_tracked", truth, NOT_CHECKED, "no results or no manifest yet")
+    untracked = r[r["cost"].isna()]
+    on_disk = round(sum(inputs.result_file_costs.values()), 6)
+    in_manifest = inputs.manifest["totals"]["cost_total"]
+    evidence = (
+        f"{len(r) - len(untracked)}/{len(r)} agent rows carry a cost; manifest total "
+        f"${in_manifest:.4f}, result files ${on_disk:.4f}"
+    )
+    ok = untracked.empty and abs(on_disk - in_manifest) < 1e-6
+    return Truth("cost_tracked", truth, VERIFIED if ok else FAILED, evidence)
+
+
+def evaluate_truths(inputs: ReportInputs) -> list[Truth]:
+    return [
+        _dataset_truth(inputs),
+        _images_truth(inputs),
+        _smoke_truth(inputs),
+        *(_setting_truth(inputs, s) for s in SETTING_NAMES),
+        _messaging_truth(inputs),
+        _retries_truth(inputs),
+        _cost_truth(inputs),
+    ]
+
+
+REQUIREMENTS = [
+    ("Images of the subset present", ["images_present"]),
+    (f"Smoke run of {SMOKE_PAIRS} pairs end to end", ["smoke_run"]),
+    (
+        "solo / coop-comm / coop-nocomm complete on the subset",
+        ["solo_complete", "coop-comm_complete", "coop-nocomm_complete", "messaging_recorded"],
+    ),
+    ("Infrastructure failures retried and tagged", ["infra_retried"]),
+    ("Cost tracked per run", ["cost_tracked"]),
+]
+
+
+def _overall(verdicts: list[str]) -> str:
+    if all(v == VERIFIED for v in verdicts):
+        return "SATISFIED"
+    if any(v == FAILED for v in verdicts):
+        return "BLOCKED"
+    return "NOT CHECKED"
+
+
+def render_report(inputs: ReportInputs, truths: list[Truth], now: datetime | None = None) -> str:
+    now = now or datetime.now(UTC)
+    verified = sum(t.verdict == VERIFIED for t in truths)
+    status = (
+        "passed"
+        if verified == len(truths)
+        else ("gaps_found" if any(t.verdict == FAILED for t in truths) else "human_needed")
+    )
+    by_key = {t.key: t for t in truths}
+    lines = [
+        "---",
+        f"phase: {inputs.phase}",
+        f"verified: {now.isoformat(timespec='seconds')}",
+        f"status: {status}",
+        f"score: {verified}/{len(truths)} truths verified",
+        "---",
+        "",
+        f"# Verification report: {inputs.phase}",
+        "",
+        "## Observable Truths",
+        "",
+        "| # | Truth | Status | Evidence |",
+        "|---|-------|--------|----------|",
+    ]
+    for i, t in enumerate(truths, 1):
+        lines.append(f"| {i} | {t.truth} | {t.verdict} | {t.evidence.replace('|', '/')} |")
+    lines += ["", "## Required Artifacts", "", "| Artifact | Path | Status |", "|---|---|---|"]
+    for name, path, exists in inputs.artifacts:
+        lines.append(f"| {name} | `{path}` | {'EXISTS' if exists else 'MISSING'} |")
+    lines += [
+        "",
+        "## Requirements Coverage",
+        "",
+        "| Requirement | Truths | Status |",
+        "|---|---|---|",
+    ]
+    for requirement, keys in REQUIREMENTS:
+        verdicts = [by_key[k].verdict for k in keys]
+        numbers = ", ".join(str(list(by_key).index(k) + 1) for k in keys)
+        lines.append(f"| {requirement} | {numbers} | {_overall(verdicts)} |")
+    gaps = [t for t in truths if t.verdict != VERIFIED]
+    lines += [
+        "",
+        "## Summary",
+        "",
+        f"{verified} of {len(truths)} truths verified from the data on disk and in DuckDB.",
+    ]
+    if gaps:
+        lines += ["", "Open:"]
+        lines += [f"- {t.verdict}: {t.truth} — {t.evidence}" for t in gaps]
+    return "\n".join(lines) + "\n"

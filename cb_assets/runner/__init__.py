@@ -1,0 +1,1 @@
+"""Launch the upstream cooperbench runner for one pair and setting."""

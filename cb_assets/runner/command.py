@@ -1,0 +1,60 @@
+"""The `cooperbench run` command line for one pair in one setting."""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from cb_assets.dataset import Pair
+from cb_assets.settings import get_setting, run_name_for
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything that decides what upstream runs and where it writes."""
+
+    experiment: str
+    agent: str
+    model: str
+    dataset_dir: Path
+    logs_dir: Path
+    redis_url: str
+    agent_config: Path | None = None
+
+
+def pair_log_dir(spec: RunSpec, pair: Pair, setting: str) -> Path:
+    """Where upstream writes a pair: `<logs>/<run_name>/<solo|coop>/<repo>/<task>/f<a>_f<b>`."""
+    upstream = get_setting(setting).upstream
+    run_name = run_name_for(spec.experiment, setting)
+    return spec.logs_dir / run_name / upstream / pair.repo / str(pair.task_id) / pair.features_dir
+
+
+def run_argv(spec: RunSpec, pair: Pair, setting: str, *, force: bool = False) -> list[str]:
+    argv = [
+        "run",
+        "--name",
+        run_name_for(spec.experiment, setting),
+        "-r",
+        pair.repo,
+        "-t",
+        str(pair.task_id),
+        "-f",
+        f"{pair.feature_a},{pair.feature_b}",
+        *get_setting(setting).cli_flags,
+        "--agent",
+        spec.agent,
+        "--model",
+        spec.model,
+        "--concurrency",
+        "1",
+        "--no-auto-eval",
+        "--log-dir",
+        str(spec.logs_dir),
+        "--dataset-dir",
+        str(spec.dataset_dir),
+        "--redis",
+        spec.redis_url,
+    ]
+    if spec.agent_config is not None:
+        argv += ["--agent-config", str(spec.agent_config)]
+    if force:
+        argv.append("--force")
+    return argv

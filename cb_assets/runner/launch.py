@@ -1,0 +1,83 @@
+"""Run the wrapped cooperbench CLI for one pair, in a fresh process or a forked one.
+
+`subprocess` starts `python -m cb_assets.agents.cli` for every pair and pays
+cooperbench's import time (about 8 s) each time. `forkserver` forks every pair
+from a long-lived process that imported cooperbench once; each pair still gets its
+own process, environment and exit code, so isolation and crash handling are the same.
+"""
+
+import os
+import subprocess
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+LAUNCHERS = ("forkserver", "subprocess")
+
+
+class LaunchError(RuntimeError):
+    """The cooperbench process could not be started or did not finish in time."""
+
+
+@dataclass(frozen=True)
+class LaunchResult:
+    exit_code: int
+    log_path: Path
+    timed_out: bool = False
+
+    def log_tail(self, max_chars: int = 4000) -> str:
+        try:
+            text = self.log_path.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return ""
+        return text[-max_chars:]
+
+
+def child_env(base: Mapping[str, str], passthrough: Mapping[str, str]) -> dict[str, str]:
+    env = dict(base)
+    env.update(passthrough)
+    env.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+def run_in_subprocess(
+    argv: list[str], env: Mapping[str, str], log_path: Path, timeout: float
+) -> LaunchResult:
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cb_assets.agents.cli", *argv],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=dict(env),
+            start_new_session=True,
+        )
+        try:
+            return LaunchResult(proc.wait(timeout=timeout), log_path)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+            proc.wait()
+            return LaunchResult(-9, log_path, timed_out=True)
+        except BaseException:
+            os.killpg(proc.pid, 9)  # a cancelled Dagster step must not leave agents behind
+            raise
+
+
+def launch(
+    launcher: str,
+    argv: list[str],
+    env: Mapping[str, str],
+    log_path: Path,
+    timeout: float,
+    socket_path: Path,
+) -> LaunchResult:
+    if launcher == "subprocess":
+        return run_in_subprocess(argv, env, log_path, timeout)
+    if launcher == "forkserver":
+        from cb_assets.runner.forkserver import run_via_forkserver
+
+        return run_via_forkserver(socket_path, argv, env, log_path, timeout)
+    raise LaunchError(f"unknown launcher {launcher!r}: expected one of {', '.join(LAUNCHERS)}")
