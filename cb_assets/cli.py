@@ -19,12 +19,13 @@ from cb_assets.settings import SETTING_NAMES
 
 def _use_project_instance() -> None:
     os.environ.setdefault("DAGSTER_HOME", str(config.PROJECT_ROOT))
+    os.makedirs(os.environ["DAGSTER_HOME"], exist_ok=True)
     os.chdir(config.PROJECT_ROOT)  # dagster.yaml's storage paths are relative to it
 
 
 _worker_state: dict = {}
 # The event log keeps everything; the terminal shows one line per partition.
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
 def _materialize_partition(key: str) -> tuple[str, bool, str]:
@@ -62,7 +63,9 @@ def materialize(args: argparse.Namespace) -> int:
     _use_project_instance()
     import dagster as dg
 
+    from cb_assets.dataset import DatasetError
     from cb_assets.definitions import defs
+    from cb_assets.defs.runs.resources import RedisUnavailableError
     from cb_assets.runner.forkserver import stop_server
 
     d = defs()
@@ -70,6 +73,14 @@ def materialize(args: argparse.Namespace) -> int:
     assets, resources = list(d.assets), d.resources
     runner = resources["runner"]
     print(f"cb-assets: instance {instance.root_directory}, DuckDB {config.duckdb_path()}")
+    settings = args.settings or list(SETTING_NAMES)
+    try:  # the two mistakes a user makes first, each reported in one line
+        pairs = [p.key for p in runner.dataset.pairs()]
+        if "coop-comm" in settings:
+            runner.check_redis()
+    except (DatasetError, RedisUnavailableError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
     first = dg.materialize(
         assets,
@@ -84,12 +95,8 @@ def materialize(args: argparse.Namespace) -> int:
             if event.is_step_failure:
                 print(f"error: {event.event_specific_data.error.message.strip()}", file=sys.stderr)
         return 2
-    pairs = [p.key for p in runner.dataset.pairs()]
     if args.pairs:
         pairs = pairs[: args.pairs]
-    settings = args.settings or list(SETTING_NAMES)
-    if "coop-comm" in settings:
-        runner.check_redis()
     keys = [str(dg.MultiPartitionKey({"pair": p, "setting": s})) for p in pairs for s in settings]
     print(
         f"cb-assets: {len(keys)} run_results partitions ({len(pairs)} pairs x "

@@ -58,6 +58,8 @@ class CooperBenchRunner(dg.ConfigurableResource):
             ) from None
 
     def fork_socket(self) -> Path:
+        if os.environ.get("CB_FORKSERVER_SOCKET"):
+            return Path(os.environ["CB_FORKSERVER_SOCKET"])
         # Unix socket paths are capped at ~100 bytes, so name it by a hash of the logs root.
         digest = hashlib.sha256(str(Path(self.logs_dir).resolve()).encode()).hexdigest()[:12]
         return Path("/tmp") / f"cb-assets-{digest}.sock"

@@ -6,6 +6,7 @@ available to load partitions"). Wrapping each call in a partition loading
 context bound to the run's instance fixes that without changing what is written.
 """
 
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -30,4 +31,6 @@ class PlatformDuckDBIOManager(DuckDBPandasIOManager):
     """DuckDBPandasIOManager, usable with dynamic partitions of a multi-partition."""
 
     def create_io_manager(self, context: dg.InitResourceContext) -> dg.IOManager:
+        # DuckDB creates the file but not its folder (e.g. a fresh CB_DATA_DIR).
+        Path(self.database).parent.mkdir(parents=True, exist_ok=True)
         return _InstanceScopedIOManager(super().create_io_manager(context))

@@ -1,0 +1,179 @@
+"""Shared fixtures: a real Redis, a small dataset, and a platform in a temp folder.
+
+A test that needs a service fails (not skips) when CI is set and the service is
+missing: a green CI must mean the feature ran.
+"""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from cb_assets.config import PROJECT_ROOT
+from cb_assets.dataset import load_pairs
+
+
+def require(condition: bool, reason: str) -> None:
+    if condition:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (CI is set, so this is a failure, not a skip)")
+    pytest.skip(reason)
+
+
+def shared_dataset_dir() -> Path:
+    return Path(os.environ.get("CB_TEST_DATASET_DIR",
+                               PROJECT_ROOT.parent / "shared" / "cooperbench-dataset"))
+
+
+@pytest.fixture(scope="session")
+def lite_dataset() -> Path:
+    root = shared_dataset_dir()
+    require((root / "subsets" / "lite.json").is_file(), f"no CooperBench dataset at {root}")
+    return root
+
+
+def make_subset_dataset(source: Path, target: Path, n_pairs: int, name: str = "test") -> Path:
+    """A dataset folder holding the first `n_pairs` lite pairs (task folders are symlinks)."""
+    pairs = load_pairs(source, "lite")[:n_pairs]
+    (target / "subsets").mkdir(parents=True)
+    tasks: dict[tuple[str, int], list[list[int]]] = {}
+    for p in pairs:
+        tasks.setdefault((p.repo, p.task_id), []).append([p.feature_a, p.feature_b])
+        (target / p.repo).mkdir(exist_ok=True)
+        link = target / p.repo / f"task{p.task_id}"
+        if not link.exists():
+            link.symlink_to(source / p.repo / f"task{p.task_id}")
+    spec = {"name": name, "tasks": [{"repo": r, "task_id": t, "pairs": ps}
+                                    for (r, t), ps in tasks.items()]}
+    (target / "subsets" / f"{name}.json").write_text(json.dumps(spec))
+    return target
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    binary = shutil.which("redis-server")
+    require(binary is not None, "redis-server is not installed (apt-get install redis-server)")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    workdir = tmp_path_factory.mktemp("redis")
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", str(workdir)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+    )
+    url = f"redis://127.0.0.1:{port}"
+    import redis
+
+    for _ in range(100):
+        try:
+            redis.from_url(url).ping()
+            break
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    else:
+        proc.kill()
+        pytest.fail(f"redis-server did not answer on {url}")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def fork_socket(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One fork server for the whole session: it pays cooperbench's import once."""
+    from cb_assets.runner.forkserver import stop_server
+
+    path = Path("/tmp") / f"cb-assets-test-{os.getpid()}.sock"
+    yield path
+    stop_server(path)
+
+
+@dataclass
+class Platform:
+    """A platform configured by environment, as users configure it, inside tmp_path."""
+
+    root: Path
+    dataset_dir: Path
+    instance: dg.DagsterInstance
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.data_dir / "logs"
+
+    @property
+    def duckdb_path(self) -> Path:
+        return self.data_dir / "cooperbench.duckdb"
+
+    def defs(self) -> dg.Definitions:
+        from cb_assets.definitions import defs
+
+        return defs()
+
+    def materialize(self, selection: list[str], partition_key: str | None = None,
+                    run_config: dict | None = None, raise_on_error: bool = False
+                    ) -> dg.ExecuteInProcessResult:
+        d = self.defs()
+        return dg.materialize(
+            list(d.assets), selection=selection, partition_key=partition_key,
+            instance=self.instance, resources=d.resources, raise_on_error=raise_on_error,
+            run_config=run_config,
+        )
+
+    def query(self, sql: str) -> list[tuple]:
+        import duckdb
+
+        with duckdb.connect(str(self.duckdb_path), read_only=True) as conn:
+            return conn.execute(sql).fetchall()
+
+
+def platform_env(root: Path, dataset_dir: Path, redis_url: str, subset: str = "test",
+                 launcher: str = "forkserver") -> dict[str, str]:
+    return {
+        "CB_DATA_DIR": str(root / "data"),
+        "CB_DATASET_DIR": str(dataset_dir),
+        "CB_SUBSET": subset,
+        "CB_REDIS_URL": redis_url,
+        "CB_LAUNCHER": launcher,
+        "CB_EXPERIMENT": "oracle",
+        "CB_AGENT": "oracle",
+        "CB_MODEL": "oracle",
+    }
+
+
+@pytest.fixture
+def make_platform(tmp_path: Path, lite_dataset: Path, redis_url: str, fork_socket: Path,
+                  monkeypatch: pytest.MonkeyPatch) -> Iterator:
+    """Factory: a platform over the first N lite pairs, with its own DuckDB and instance."""
+    made: list[Platform] = []
+    instances = []
+
+    def make(n_pairs: int = 2, launcher: str = "forkserver") -> Platform:
+        root = tmp_path / f"platform{len(made)}"
+        dataset = make_subset_dataset(lite_dataset, root / "dataset", n_pairs)
+        for key, value in platform_env(root, dataset, redis_url, launcher=launcher).items():
+            monkeypatch.setenv(key, value)
+        monkeypatch.setenv("CB_FORKSERVER_SOCKET", str(fork_socket))
+        (root / "dagster").mkdir(parents=True)
+        ctx = dg.instance_for_test(temp_dir=str(root / "dagster"))
+        instances.append(ctx)
+        platform = Platform(root=root, dataset_dir=dataset, instance=ctx.__enter__())
+        made.append(platform)
+        return platform
+
+    yield make
+    for ctx in instances:
+        ctx.__exit__(None, None, None)

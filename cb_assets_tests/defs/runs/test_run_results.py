@@ -1,0 +1,127 @@
+"""run_results through the real cooperbench runner, a real Redis and a real DuckDB file."""
+
+import json
+
+import dagster as dg
+import pytest
+
+from cb_assets.dataset import parse_pair_key
+
+SETTINGS = ("solo", "coop-comm", "coop-nocomm")
+
+
+def key(pair: str, setting: str) -> str:
+    return dg.MultiPartitionKey({"pair": pair, "setting": setting})
+
+
+def first_pair(platform) -> str:
+    return platform.query("select pair from benchmark_pairs order by pair limit 1")[0][0]
+
+
+def result_file(platform, pair: str, setting: str):
+    p = parse_pair_key(pair)
+    upstream = "solo" if setting == "solo" else "coop"
+    return (platform.logs_dir / f"oracle-{setting}" / upstream / p.repo / str(p.task_id)
+            / p.features_dir / "result.json")
+
+
+@pytest.fixture
+def platform(make_platform):
+    platform = make_platform(n_pairs=2)
+    assert platform.materialize(["benchmark_pairs"]).success
+    return platform
+
+
+def test_one_partition_of_each_setting_runs_through_the_real_runner(platform) -> None:
+    pair = first_pair(platform)
+    for setting in SETTINGS:
+        result = platform.materialize(["run_results"], key(pair, setting), raise_on_error=True)
+        meta = result.asset_materializations_for_node("run_results")[0].metadata
+        assert meta["ran"].value is True
+        upstream = json.loads(result_file(platform, pair, setting).read_text())
+        assert upstream["agent_framework"] == "oracle" and upstream["run_name"] == f"oracle-{setting}"
+
+    rows = platform.query(
+        "select setting, count(*), bool_and(messaging_enabled), max(messages_sent), "
+        "string_agg(distinct status, ',') from run_results group by 1 order by 1")
+    assert rows == [("coop-comm", 2, True, 2, "Submitted"),
+                    ("coop-nocomm", 2, False, 0, "Submitted"),
+                    ("solo", 1, False, None, "Submitted")]
+    conversation = json.loads(
+        (result_file(platform, pair, "coop-comm").parent / "conversation.json").read_text())
+    assert {m["from"] for m in conversation} == {"agent1", "agent2"}
+    assert all("my patch touches" in m["message"] for m in conversation)
+    # the nocomm run wrote its own tree: the comm conversation was not overwritten
+    assert json.loads((result_file(platform, pair, "coop-nocomm").parent
+                       / "conversation.json").read_text()) == []
+
+
+def test_existing_result_is_ingested_without_rerun_and_force_reruns(platform) -> None:
+    pair = first_pair(platform)
+    platform.materialize(["run_results"], key(pair, "solo"), raise_on_error=True)
+    path = result_file(platform, pair, "solo")
+    first_run_id = json.loads(path.read_text())["run_id"]
+    mtime = path.stat().st_mtime_ns
+
+    again = platform.materialize(["run_results"], key(pair, "solo"), raise_on_error=True)
+    assert again.asset_materializations_for_node("run_results")[0].metadata["ran"].value is False
+    assert path.stat().st_mtime_ns == mtime
+    assert platform.query("select run_id from run_results") == [(first_run_id,)]
+
+    forced = platform.materialize(
+        ["run_results"], key(pair, "solo"), raise_on_error=True,
+        run_config={"ops": {"run_results": {"config": {"force": True}}}})
+    assert forced.asset_materializations_for_node("run_results")[0].metadata["ran"].value is True
+    new_run_id = json.loads(path.read_text())["run_id"]
+    assert new_run_id != first_run_id
+    assert platform.query("select run_id from run_results") == [(new_run_id,)]
+
+
+def test_result_with_an_agent_error_is_rerun_like_upstream(platform) -> None:
+    pair = first_pair(platform)
+    platform.materialize(["run_results"], key(pair, "coop-nocomm"), raise_on_error=True)
+    path = result_file(platform, pair, "coop-nocomm")
+    data = json.loads(path.read_text())
+    data["agents"]["agent1"]["status"] = "Error"
+    path.write_text(json.dumps(data))
+    result = platform.materialize(["run_results"], key(pair, "coop-nocomm"), raise_on_error=True)
+    assert result.asset_materializations_for_node("run_results")[0].metadata["ran"].value is True
+    assert platform.query("select distinct status from run_results") == [("Submitted",)]
+
+
+def test_invalid_result_names_the_file_and_keeps_other_partitions(platform) -> None:
+    pairs = [r[0] for r in platform.query("select pair from benchmark_pairs order by pair")]
+    for pair in pairs:
+        platform.materialize(["run_results"], key(pair, "coop-comm"), raise_on_error=True)
+    before = platform.query("select * from run_results order by pair, agent_id")
+    broken = result_file(platform, pairs[0], "coop-comm")
+    text = broken.read_text()
+    broken.write_text(text[: len(text) // 2])  # truncated mid-write
+
+    result = platform.materialize(["run_results"], key(pairs[0], "coop-comm"))
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.is_step_failure]
+    message = failure.event_specific_data.error.message
+    assert str(broken) in message and "invalid JSON" in message
+    assert broken.read_text() == text[: len(text) // 2]  # the evidence is left as it was
+    assert platform.query("select * from run_results order by pair, agent_id") == before
+    ok = platform.materialize(["run_results"], key(pairs[1], "coop-comm"))
+    assert ok.success
+
+
+def test_unreachable_redis_fails_before_any_agent_starts(platform, monkeypatch) -> None:
+    monkeypatch.setenv("CB_REDIS_URL", "redis://127.0.0.1:1")
+    pair = first_pair(platform)
+    result = platform.materialize(["run_results"], key(pair, "coop-comm"))
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.is_step_failure]
+    assert "Redis at redis://127.0.0.1:1 is unreachable" in failure.event_specific_data.error.message
+    assert not result_file(platform, pair, "coop-comm").parent.exists()
+
+
+def test_subprocess_launcher_runs_the_wrapped_cli(make_platform) -> None:
+    platform = make_platform(n_pairs=1, launcher="subprocess")
+    assert platform.materialize(["benchmark_pairs"]).success
+    pair = first_pair(platform)
+    platform.materialize(["run_results"], key(pair, "coop-comm"), raise_on_error=True)
+    assert platform.query("select count(*), max(messages_sent) from run_results") == [(2, 2)]

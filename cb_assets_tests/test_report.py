@@ -1,0 +1,92 @@
+import pandas as pd
+
+from cb_assets.manifest import build_manifest
+from cb_assets.report import (
+    FAILED,
+    NOT_CHECKED,
+    VERIFIED,
+    ReportInputs,
+    evaluate_truths,
+    render_report,
+)
+from cb_assets.results import rows_to_frame
+from cb_assets.settings import SETTING_NAMES
+
+PAIRS = [f"r_task-1-f1_f{i}" for i in range(2, 8)]  # 6 pairs
+
+
+def _results() -> pd.DataFrame:
+    rows = []
+    for pair in PAIRS:
+        rows.append({"pair": pair, "setting": "solo", "agent_id": "solo", "status": "Submitted",
+                     "cost": 1.0, "messaging_enabled": False, "messages_sent": None})
+        for setting, msgs in (("coop-comm", 2), ("coop-nocomm", 0)):
+            for agent in ("agent1", "agent2"):
+                rows.append({"pair": pair, "setting": setting, "agent_id": agent,
+                             "status": "Submitted", "cost": 0.5, "messages_sent": msgs,
+                             "messaging_enabled": setting == "coop-comm"})
+    frame = rows_to_frame(rows)
+    frame["file_ok"] = True
+    return frame
+
+
+def _inputs(results: pd.DataFrame) -> ReportInputs:
+    costs = {f"{p}|{s}": 1.0 for p in PAIRS for s in SETTING_NAMES}
+    return ReportInputs(phase="exp-test", subset="test", expected_pairs=PAIRS, results=results,
+                        manifest=build_manifest(results), result_file_costs=costs)
+
+
+def _verdicts(inputs: ReportInputs) -> dict[str, str]:
+    return {t.key: t.verdict for t in evaluate_truths(inputs)}
+
+
+def test_complete_experiment_verifies_what_it_can() -> None:
+    verdicts = _verdicts(_inputs(_results()))
+    assert verdicts.pop("images_present") == NOT_CHECKED
+    assert verdicts.pop("infra_retried") == NOT_CHECKED
+    assert set(verdicts.values()) == {VERIFIED}
+
+
+def test_a_lost_result_file_fails_its_setting_and_names_the_pair() -> None:
+    results = _results()
+    lost = (results["pair"] == PAIRS[0]) & (results["setting"] == "coop-nocomm")
+    results.loc[lost, "file_ok"] = False
+    truths = {t.key: t for t in evaluate_truths(_inputs(results))}
+    assert truths["coop-nocomm_complete"].verdict == FAILED
+    assert PAIRS[0] in truths["coop-nocomm_complete"].evidence
+    assert truths["solo_complete"].verdict == VERIFIED
+    assert truths["smoke_run"].verdict == VERIFIED  # 5 other pairs are still complete
+
+
+def test_agent_error_is_not_complete_and_messages_in_nocomm_fail() -> None:
+    results = _results()
+    results.loc[results["setting"] == "solo", "status"] = "Error"
+    results.loc[results["setting"] == "coop-nocomm", "messages_sent"] = 1
+    verdicts = _verdicts(_inputs(results))
+    assert verdicts["solo_complete"] == FAILED
+    assert verdicts["smoke_run"] == FAILED
+    assert verdicts["messaging_recorded"] == FAILED
+
+
+def test_cost_mismatch_between_manifest_and_files_fails() -> None:
+    inputs = _inputs(_results())
+    inputs.result_file_costs[f"{PAIRS[0]}|solo"] = 9.0
+    assert _verdicts(inputs)["cost_tracked"] == FAILED
+
+
+def test_no_data_is_never_verified() -> None:
+    empty = rows_to_frame([])
+    empty["file_ok"] = pd.Series(dtype=bool)
+    inputs = ReportInputs(phase="p", subset="lite", expected_pairs=[], results=empty,
+                          manifest=None)
+    assert VERIFIED not in _verdicts(inputs).values()
+
+
+def test_rendered_report_has_front_matter_and_sections() -> None:
+    inputs = _inputs(_results())
+    text = render_report(inputs, evaluate_truths(inputs))
+    assert text.startswith("---\nphase: exp-test\nverified: ")
+    assert "status: human_needed" in text and "score: 7/9 truths verified" in text
+    for heading in ("## Observable Truths", "## Required Artifacts", "## Requirements Coverage",
+                    "## Summary"):
+        assert heading in text

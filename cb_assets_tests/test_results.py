@@ -1,0 +1,92 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from cb_assets.dataset import Pair
+from cb_assets.results import (
+    ResultFileError,
+    needs_rerun,
+    read_json_file,
+    result_rows,
+    rows_to_frame,
+)
+from cb_assets.settings import get_setting
+from cb_assets_tests.upstream_layout import agent_block, write_result
+
+PAIR = Pair("dspy_task", 8394, 3, 4)
+
+
+def test_solo_result_is_one_row(tmp_path: Path) -> None:
+    d = write_result(tmp_path, "e-solo", PAIR, "solo", agents=[agent_block(cost=1.25, steps=7)])
+    [row] = result_rows(d, PAIR, get_setting("solo"), ran=False)
+    assert row["agent_id"] == "solo" and row["status"] == "Submitted"
+    assert row["cost"] == 1.25 and row["steps"] == 7 and row["messages_sent"] is None
+    assert row["messaging_enabled"] is False and row["pair"] == PAIR.key
+
+
+def test_coop_result_is_one_row_per_agent_with_messages(tmp_path: Path) -> None:
+    d = write_result(tmp_path, "e-coop-comm", PAIR, "coop", messages=3,
+                     agents=[agent_block(cost=0.1), agent_block(status="LimitsExceeded", cost=0.2)])
+    rows = result_rows(d, PAIR, get_setting("coop-comm"), ran=True)
+    assert [(r["agent_id"], r["feature_id"], r["status"]) for r in rows] == [
+        ("agent1", 3, "Submitted"), ("agent2", 4, "LimitsExceeded")]
+    assert {r["messages_sent"] for r in rows} == {3}
+    assert all(r["messaging_enabled"] for r in rows)
+    frame = rows_to_frame(rows)
+    assert str(frame["error"].dtype) == "string" and frame["cost"].sum() == pytest.approx(0.3)
+
+
+def test_upstream_rerun_rule(tmp_path: Path) -> None:
+    ok = write_result(tmp_path / "a", "r", PAIR, "coop") / "result.json"
+    bad = write_result(tmp_path / "b", "r", PAIR, "coop",
+                       agents=[agent_block(), agent_block(status="Error", error="boom")])
+    assert not needs_rerun(read_json_file(ok), ok)
+    assert needs_rerun(read_json_file(bad / "result.json"), bad / "result.json")
+
+
+def _corrupt(tmp_path: Path, mutate) -> Path:
+    d = write_result(tmp_path, "e-coop-comm", PAIR, "coop")
+    path = d / "result.json"
+    mutate(path)
+    return d
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (lambda p: p.write_text(p.read_text()[:100]), "invalid JSON"),
+        (lambda p: p.write_bytes(b'{"setting": "coop", "x": "\xff\xfe"}'), "not UTF-8"),
+        (lambda p: p.write_text("[1, 2]"), "expected a JSON object"),
+        (lambda p: p.write_text(json.dumps({**json.loads(p.read_text()), "agents": None})),
+         "missing or invalid key 'agents'"),
+        (lambda p: p.write_text(json.dumps({**json.loads(p.read_text()), "setting": "team"})),
+         "invalid key 'setting'"),
+        (lambda p: p.write_text(json.dumps({**json.loads(p.read_text()), "task_id": 1})),
+         "keys 'repo'/'task_id'"),
+        (lambda p: p.write_text(p.read_text().replace('"cost": 0.5', '"cost": "cheap"', 1)),
+         "invalid key 'agents.agent1.cost'"),
+        (lambda p: p.write_text(p.read_text().replace('"messages_sent": 0', '"messages_sent": 4')),
+         "conversation.json holds 0"),
+        (lambda p: p.unlink(), "file not found"),
+    ],
+)
+def test_bad_result_files_name_the_file_and_key(tmp_path: Path, mutate, expected: str) -> None:
+    d = _corrupt(tmp_path, mutate)
+    with pytest.raises(ResultFileError) as err:
+        result_rows(d, PAIR, get_setting("coop-comm"), ran=False)
+    assert str(d / "result.json") in str(err.value)
+    assert expected in str(err.value)
+
+
+def test_oversized_file_is_refused_without_reading_it(tmp_path: Path) -> None:
+    big = tmp_path / "result.json"
+    big.write_bytes(b" " * 2048)
+    with pytest.raises(ResultFileError, match="over the 1024-byte limit"):
+        read_json_file(big, max_bytes=1024)
+
+
+def test_result_for_the_wrong_setting_is_refused(tmp_path: Path) -> None:
+    d = write_result(tmp_path, "e-solo", PAIR, "solo")
+    with pytest.raises(ResultFileError, match="coop-comm runs write 'coop'"):
+        result_rows(d, PAIR, get_setting("coop-comm"), ran=False)
