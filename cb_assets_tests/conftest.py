@@ -30,8 +30,11 @@ def require(condition: bool, reason: str) -> None:
 
 
 def shared_dataset_dir() -> Path:
-    return Path(os.environ.get("CB_TEST_DATASET_DIR",
-                               PROJECT_ROOT.parent / "shared" / "cooperbench-dataset"))
+    return Path(
+        os.environ.get(
+            "CB_TEST_DATASET_DIR", PROJECT_ROOT.parent / "shared" / "cooperbench-dataset"
+        )
+    )
 
 
 @pytest.fixture(scope="session")
@@ -52,8 +55,10 @@ def make_subset_dataset(source: Path, target: Path, n_pairs: int, name: str = "t
         link = target / p.repo / f"task{p.task_id}"
         if not link.exists():
             link.symlink_to(source / p.repo / f"task{p.task_id}")
-    spec = {"name": name, "tasks": [{"repo": r, "task_id": t, "pairs": ps}
-                                    for (r, t), ps in tasks.items()]}
+    spec = {
+        "name": name,
+        "tasks": [{"repo": r, "task_id": t, "pairs": ps} for (r, t), ps in tasks.items()],
+    }
     (target / "subsets" / f"{name}.json").write_text(json.dumps(spec))
     return target
 
@@ -67,9 +72,21 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         port = s.getsockname()[1]
     workdir = tmp_path_factory.mktemp("redis")
     proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(workdir)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
     )
     url = f"redis://127.0.0.1:{port}"
     import redis
@@ -123,13 +140,21 @@ class Platform:
 
         return defs()
 
-    def materialize(self, selection: list[str], partition_key: str | None = None,
-                    run_config: dict | None = None, raise_on_error: bool = False
-                    ) -> dg.ExecuteInProcessResult:
+    def materialize(
+        self,
+        selection: list[str],
+        partition_key: str | None = None,
+        run_config: dict | None = None,
+        raise_on_error: bool = False,
+    ) -> dg.ExecuteInProcessResult:
         d = self.defs()
         return dg.materialize(
-            list(d.assets), selection=selection, partition_key=partition_key,
-            instance=self.instance, resources=d.resources, raise_on_error=raise_on_error,
+            list(d.assets),
+            selection=selection,
+            partition_key=partition_key,
+            instance=self.instance,
+            resources=d.resources,
+            raise_on_error=raise_on_error,
             run_config=run_config,
         )
 
@@ -140,8 +165,13 @@ class Platform:
             return conn.execute(sql).fetchall()
 
 
-def platform_env(root: Path, dataset_dir: Path, redis_url: str, subset: str = "test",
-                 launcher: str = "forkserver") -> dict[str, str]:
+def platform_env(
+    root: Path,
+    dataset_dir: Path,
+    redis_url: str,
+    subset: str = "test",
+    launcher: str = "forkserver",
+) -> dict[str, str]:
     return {
         "CB_DATA_DIR": str(root / "data"),
         "CB_DATASET_DIR": str(dataset_dir),
@@ -155,8 +185,13 @@ def platform_env(root: Path, dataset_dir: Path, redis_url: str, subset: str = "t
 
 
 @pytest.fixture
-def make_platform(tmp_path: Path, lite_dataset: Path, redis_url: str, fork_socket: Path,
-                  monkeypatch: pytest.MonkeyPatch) -> Iterator:
+def make_platform(
+    tmp_path: Path,
+    lite_dataset: Path,
+    redis_url: str,
+    fork_socket: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator:
     """Factory: a platform over the first N lite pairs, with its own DuckDB and instance."""
     made: list[Platform] = []
     instances = []

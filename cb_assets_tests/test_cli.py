@@ -12,15 +12,24 @@ from cb_assets.config import PROJECT_ROOT
 from cb_assets_tests.conftest import make_subset_dataset, platform_env
 
 
-def test_main_job_materializes_the_experiment(tmp_path: Path, lite_dataset: Path,
-                                              redis_url: str, fork_socket: Path) -> None:
+def test_main_job_materializes_the_experiment(
+    tmp_path: Path, lite_dataset: Path, redis_url: str, fork_socket: Path
+) -> None:
     dataset = make_subset_dataset(lite_dataset, tmp_path / "dataset", n_pairs=3)
     (tmp_path / "dagster").mkdir()
-    env = {**os.environ, **platform_env(tmp_path, dataset, redis_url),
-           "DAGSTER_HOME": str(tmp_path / "dagster"), "CB_FORKSERVER_SOCKET": str(fork_socket)}
+    env = {
+        **os.environ,
+        **platform_env(tmp_path, dataset, redis_url),
+        "DAGSTER_HOME": str(tmp_path / "dagster"),
+        "CB_FORKSERVER_SOCKET": str(fork_socket),
+    }
     proc = subprocess.run(
         [sys.executable, "-m", "cb_assets.cli", "materialize", "--concurrency", "2"],
-        cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=600,
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "9/9 partitions materialized" in proc.stdout
@@ -28,7 +37,10 @@ def test_main_job_materializes_the_experiment(tmp_path: Path, lite_dataset: Path
 
     manifest = json.loads((tmp_path / "data" / "results-manifest.json").read_text())
     assert {s: b["pairs"] for s, b in manifest["settings"].items()} == {
-        "solo": 3, "coop-comm": 3, "coop-nocomm": 3}
+        "solo": 3,
+        "coop-comm": 3,
+        "coop-nocomm": 3,
+    }
     assert manifest["settings"]["coop-comm"]["messages_total"] > 0
     assert manifest["settings"]["coop-nocomm"]["messages_total"] == 0
     with duckdb.connect(str(tmp_path / "data" / "cooperbench.duckdb"), read_only=True) as conn:
@@ -43,10 +55,20 @@ def test_main_job_materializes_the_experiment(tmp_path: Path, lite_dataset: Path
 
 def test_main_job_without_a_dataset_is_one_clear_line(tmp_path: Path) -> None:
     (tmp_path / "dagster").mkdir()
-    env = {**os.environ, "CB_DATA_DIR": str(tmp_path / "data"),
-           "CB_DATASET_DIR": str(tmp_path / "missing"), "DAGSTER_HOME": str(tmp_path / "dagster")}
-    proc = subprocess.run([sys.executable, "-m", "cb_assets.cli", "materialize"],
-                          cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    env = {
+        **os.environ,
+        "CB_DATA_DIR": str(tmp_path / "data"),
+        "CB_DATASET_DIR": str(tmp_path / "missing"),
+        "DAGSTER_HOME": str(tmp_path / "dagster"),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "cb_assets.cli", "materialize"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 2
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "cooperbench prepare" in errors[0], proc.stderr

@@ -20,8 +20,10 @@ def test_flash_subset_loads(lite_dataset: Path) -> None:
 
 def test_image_name_follows_upstream() -> None:
     assert Pair("dspy_task", 8394, 3, 4).image() == "akhatua/cooperbench-dspy:task8394"
-    assert (Pair("huggingface_datasets_task", 3997, 1, 2).image("local")
-            == "local/cooperbench-huggingface-datasets:task3997")
+    assert (
+        Pair("huggingface_datasets_task", 3997, 1, 2).image("local")
+        == "local/cooperbench-huggingface-datasets:task3997"
+    )
 
 
 def test_pair_key_round_trips() -> None:

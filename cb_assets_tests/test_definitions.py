@@ -16,7 +16,9 @@ def test_definitions_hold_the_asset_graph() -> None:
     assert isinstance(run_results.partitions_def, dg.MultiPartitionsDefinition)
     assert [dim.name for dim in run_results.partitions_def.partitions_defs] == ["pair", "setting"]
     assert run_results.metadata_by_key[dg.AssetKey("run_results")]["partition_expr"] == {
-        "pair": "pair", "setting": "setting"}
+        "pair": "pair",
+        "setting": "setting",
+    }
     assert {"io_manager", "duckdb", "dataset", "runner"} <= set(d.resources)
 
 
@@ -24,7 +26,11 @@ def test_definitions_validate_with_the_dagster_cli(tmp_path) -> None:
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
     proc = subprocess.run(
         [sys.executable, "-m", "dagster", "definitions", "validate", "-w", "workspace.yaml"],
-        cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300,
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Validation successful" in proc.stdout + proc.stderr

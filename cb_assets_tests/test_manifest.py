@@ -4,21 +4,39 @@ from cb_assets.manifest import build_manifest, manifest_table
 from cb_assets.results import rows_to_frame
 
 
-def _row(pair: str, setting: str, agent: str, status: str, cost: float, steps: int,
-         patch_lines: int, messages: int | None) -> dict:
-    return {"pair": pair, "setting": setting, "agent_id": agent, "status": status, "cost": cost,
-            "steps": steps, "patch_lines": patch_lines, "messages_sent": messages}
+def _row(
+    pair: str,
+    setting: str,
+    agent: str,
+    status: str,
+    cost: float,
+    steps: int,
+    patch_lines: int,
+    messages: int | None,
+) -> dict:
+    return {
+        "pair": pair,
+        "setting": setting,
+        "agent_id": agent,
+        "status": status,
+        "cost": cost,
+        "steps": steps,
+        "patch_lines": patch_lines,
+        "messages_sent": messages,
+    }
 
 
 def test_manifest_counts_per_setting_and_totals() -> None:
-    frame = rows_to_frame([
-        _row("p1", "solo", "solo", "Submitted", 1.0, 10, 5, None),
-        _row("p2", "solo", "solo", "Error", 0.5, 3, 0, None),
-        _row("p1", "coop-comm", "agent1", "Submitted", 0.25, 4, 2, 3),
-        _row("p1", "coop-comm", "agent2", "LimitsExceeded", 0.75, 6, 0, 3),
-        _row("p1", "coop-nocomm", "agent1", "Submitted", 0.1, 1, 1, 0),
-        _row("p1", "coop-nocomm", "agent2", "Weird", 0.1, 1, 1, 0),
-    ])
+    frame = rows_to_frame(
+        [
+            _row("p1", "solo", "solo", "Submitted", 1.0, 10, 5, None),
+            _row("p2", "solo", "solo", "Error", 0.5, 3, 0, None),
+            _row("p1", "coop-comm", "agent1", "Submitted", 0.25, 4, 2, 3),
+            _row("p1", "coop-comm", "agent2", "LimitsExceeded", 0.75, 6, 0, 3),
+            _row("p1", "coop-nocomm", "agent1", "Submitted", 0.1, 1, 1, 0),
+            _row("p1", "coop-nocomm", "agent2", "Weird", 0.1, 1, 1, 0),
+        ]
+    )
     m = build_manifest(frame)
     solo, comm, nocomm = (m["settings"][s] for s in ("solo", "coop-comm", "coop-nocomm"))
     assert solo["pairs"] == 2 and solo["agents"] == 2

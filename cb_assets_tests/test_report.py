@@ -18,13 +18,30 @@ PAIRS = [f"r_task-1-f1_f{i}" for i in range(2, 8)]  # 6 pairs
 def _results() -> pd.DataFrame:
     rows = []
     for pair in PAIRS:
-        rows.append({"pair": pair, "setting": "solo", "agent_id": "solo", "status": "Submitted",
-                     "cost": 1.0, "messaging_enabled": False, "messages_sent": None})
+        rows.append(
+            {
+                "pair": pair,
+                "setting": "solo",
+                "agent_id": "solo",
+                "status": "Submitted",
+                "cost": 1.0,
+                "messaging_enabled": False,
+                "messages_sent": None,
+            }
+        )
         for setting, msgs in (("coop-comm", 2), ("coop-nocomm", 0)):
             for agent in ("agent1", "agent2"):
-                rows.append({"pair": pair, "setting": setting, "agent_id": agent,
-                             "status": "Submitted", "cost": 0.5, "messages_sent": msgs,
-                             "messaging_enabled": setting == "coop-comm"})
+                rows.append(
+                    {
+                        "pair": pair,
+                        "setting": setting,
+                        "agent_id": agent,
+                        "status": "Submitted",
+                        "cost": 0.5,
+                        "messages_sent": msgs,
+                        "messaging_enabled": setting == "coop-comm",
+                    }
+                )
     frame = rows_to_frame(rows)
     frame["file_ok"] = True
     return frame
@@ -32,8 +49,14 @@ def _results() -> pd.DataFrame:
 
 def _inputs(results: pd.DataFrame) -> ReportInputs:
     costs = {f"{p}|{s}": 1.0 for p in PAIRS for s in SETTING_NAMES}
-    return ReportInputs(phase="exp-test", subset="test", expected_pairs=PAIRS, results=results,
-                        manifest=build_manifest(results), result_file_costs=costs)
+    return ReportInputs(
+        phase="exp-test",
+        subset="test",
+        expected_pairs=PAIRS,
+        results=results,
+        manifest=build_manifest(results),
+        result_file_costs=costs,
+    )
 
 
 def _verdicts(inputs: ReportInputs) -> dict[str, str]:
@@ -77,8 +100,7 @@ def test_cost_mismatch_between_manifest_and_files_fails() -> None:
 def test_no_data_is_never_verified() -> None:
     empty = rows_to_frame([])
     empty["file_ok"] = pd.Series(dtype=bool)
-    inputs = ReportInputs(phase="p", subset="lite", expected_pairs=[], results=empty,
-                          manifest=None)
+    inputs = ReportInputs(phase="p", subset="lite", expected_pairs=[], results=empty, manifest=None)
     assert VERIFIED not in _verdicts(inputs).values()
 
 
@@ -87,6 +109,10 @@ def test_rendered_report_has_front_matter_and_sections() -> None:
     text = render_report(inputs, evaluate_truths(inputs))
     assert text.startswith("---\nphase: exp-test\nverified: ")
     assert "status: human_needed" in text and "score: 7/9 truths verified" in text
-    for heading in ("## Observable Truths", "## Required Artifacts", "## Requirements Coverage",
-                    "## Summary"):
+    for heading in (
+        "## Observable Truths",
+        "## Required Artifacts",
+        "## Requirements Coverage",
+        "## Summary",
+    ):
         assert heading in text

@@ -26,11 +26,19 @@ def test_solo_result_is_one_row(tmp_path: Path) -> None:
 
 
 def test_coop_result_is_one_row_per_agent_with_messages(tmp_path: Path) -> None:
-    d = write_result(tmp_path, "e-coop-comm", PAIR, "coop", messages=3,
-                     agents=[agent_block(cost=0.1), agent_block(status="LimitsExceeded", cost=0.2)])
+    d = write_result(
+        tmp_path,
+        "e-coop-comm",
+        PAIR,
+        "coop",
+        messages=3,
+        agents=[agent_block(cost=0.1), agent_block(status="LimitsExceeded", cost=0.2)],
+    )
     rows = result_rows(d, PAIR, get_setting("coop-comm"), ran=True)
     assert [(r["agent_id"], r["feature_id"], r["status"]) for r in rows] == [
-        ("agent1", 3, "Submitted"), ("agent2", 4, "LimitsExceeded")]
+        ("agent1", 3, "Submitted"),
+        ("agent2", 4, "LimitsExceeded"),
+    ]
     assert {r["messages_sent"] for r in rows} == {3}
     assert all(r["messaging_enabled"] for r in rows)
     frame = rows_to_frame(rows)
@@ -39,8 +47,13 @@ def test_coop_result_is_one_row_per_agent_with_messages(tmp_path: Path) -> None:
 
 def test_upstream_rerun_rule(tmp_path: Path) -> None:
     ok = write_result(tmp_path / "a", "r", PAIR, "coop") / "result.json"
-    bad = write_result(tmp_path / "b", "r", PAIR, "coop",
-                       agents=[agent_block(), agent_block(status="Error", error="boom")])
+    bad = write_result(
+        tmp_path / "b",
+        "r",
+        PAIR,
+        "coop",
+        agents=[agent_block(), agent_block(status="Error", error="boom")],
+    )
     assert not needs_rerun(read_json_file(ok), ok)
     assert needs_rerun(read_json_file(bad / "result.json"), bad / "result.json")
 
@@ -58,16 +71,28 @@ def _corrupt(tmp_path: Path, mutate) -> Path:
         (lambda p: p.write_text(p.read_text()[:100]), "invalid JSON"),
         (lambda p: p.write_bytes(b'{"setting": "coop", "x": "\xff\xfe"}'), "not UTF-8"),
         (lambda p: p.write_text("[1, 2]"), "expected a JSON object"),
-        (lambda p: p.write_text(json.dumps({**json.loads(p.read_text()), "agents": None})),
-         "missing or invalid key 'agents'"),
-        (lambda p: p.write_text(json.dumps({**json.loads(p.read_text()), "setting": "team"})),
-         "invalid key 'setting'"),
-        (lambda p: p.write_text(json.dumps({**json.loads(p.read_text()), "task_id": 1})),
-         "keys 'repo'/'task_id'"),
-        (lambda p: p.write_text(p.read_text().replace('"cost": 0.5', '"cost": "cheap"', 1)),
-         "invalid key 'agents.agent1.cost'"),
-        (lambda p: p.write_text(p.read_text().replace('"messages_sent": 0', '"messages_sent": 4')),
-         "conversation.json holds 0"),
+        (
+            lambda p: p.write_text(json.dumps({**json.loads(p.read_text()), "agents": None})),
+            "missing or invalid key 'agents'",
+        ),
+        (
+            lambda p: p.write_text(json.dumps({**json.loads(p.read_text()), "setting": "team"})),
+            "invalid key 'setting'",
+        ),
+        (
+            lambda p: p.write_text(json.dumps({**json.loads(p.read_text()), "task_id": 1})),
+            "keys 'repo'/'task_id'",
+        ),
+        (
+            lambda p: p.write_text(p.read_text().replace('"cost": 0.5', '"cost": "cheap"', 1)),
+            "invalid key 'agents.agent1.cost'",
+        ),
+        (
+            lambda p: p.write_text(
+                p.read_text().replace('"messages_sent": 0', '"messages_sent": 4')
+            ),
+            "conversation.json holds 0",
+        ),
         (lambda p: p.unlink(), "file not found"),
     ],
 )

@@ -1,4 +1,4 @@
-"""Write result trees in upstream's layout and shapes (cooperbench 0.0.29 runner/solo.py, coop.py)."""
+"""Write result trees in upstream's layout and shapes (cooperbench 0.0.29 solo.py, coop.py)."""
 
 import json
 from pathlib import Path
@@ -7,25 +7,54 @@ from typing import Any
 from cb_assets.dataset import Pair
 
 
-def agent_block(status: str = "Submitted", cost: float = 0.5, steps: int = 10,
-                patch_lines: int = 20, error: str | None = None, **extra: Any) -> dict:
-    return {"status": status, "cost": cost, "steps": steps, "input_tokens": 1000,
-            "output_tokens": 100, "cache_read_tokens": 0, "cache_write_tokens": 0,
-            "patch_lines": patch_lines, "error": error, **extra}
+def agent_block(
+    status: str = "Submitted",
+    cost: float = 0.5,
+    steps: int = 10,
+    patch_lines: int = 20,
+    error: str | None = None,
+    **extra: Any,
+) -> dict:
+    return {
+        "status": status,
+        "cost": cost,
+        "steps": steps,
+        "input_tokens": 1000,
+        "output_tokens": 100,
+        "cache_read_tokens": 0,
+        "cache_write_tokens": 0,
+        "patch_lines": patch_lines,
+        "error": error,
+        **extra,
+    }
 
 
-def write_result(logs_dir: Path, run_name: str, pair: Pair, setting: str, *,
-                 agents: list[dict] | None = None, messages: int = 0,
-                 run_id: str = "abcd1234") -> Path:
+def write_result(
+    logs_dir: Path,
+    run_name: str,
+    pair: Pair,
+    setting: str,
+    *,
+    agents: list[dict] | None = None,
+    messages: int = 0,
+    run_id: str = "abcd1234",
+) -> Path:
     """Write one pair's files; `setting` is upstream's: 'solo' or 'coop'."""
     pair_dir = logs_dir / run_name / setting / pair.repo / str(pair.task_id) / pair.features_dir
     pair_dir.mkdir(parents=True, exist_ok=True)
     result: dict[str, Any] = {
-        "repo": pair.repo, "task_id": pair.task_id, "features": [pair.feature_a, pair.feature_b],
-        "setting": setting, "run_id": run_id, "run_name": run_name,
-        "agent_framework": "mini_swe_agent_v2", "model": "command-a-03-2025",
-        "started_at": "2026-11-25T10:00:00", "ended_at": "2026-11-25T10:05:00",
-        "duration_seconds": 300.0, "log_dir": str(pair_dir),
+        "repo": pair.repo,
+        "task_id": pair.task_id,
+        "features": [pair.feature_a, pair.feature_b],
+        "setting": setting,
+        "run_id": run_id,
+        "run_name": run_name,
+        "agent_framework": "mini_swe_agent_v2",
+        "model": "command-a-03-2025",
+        "started_at": "2026-11-25T10:00:00",
+        "ended_at": "2026-11-25T10:05:00",
+        "duration_seconds": 300.0,
+        "log_dir": str(pair_dir),
     }
     if setting == "solo":
         block = (agents or [agent_block()])[0]
@@ -33,13 +62,26 @@ def write_result(logs_dir: Path, run_name: str, pair: Pair, setting: str, *,
         (pair_dir / "solo.patch").write_text("")
     else:
         blocks = agents or [agent_block(), agent_block()]
-        named = {f"agent{i + 1}": {"feature_id": f, **b}
-                 for i, (f, b) in enumerate(zip([pair.feature_a, pair.feature_b], blocks))}
-        result.update(agents=named, total_cost=sum(b["cost"] for b in blocks),
-                      total_steps=sum(b["steps"] for b in blocks), messages_sent=messages)
-        conversation = [{"from": "agent1", "to": "agent2", "message": f"note {i}",
-                         "timestamp": 1.0 + i, "feature_id": pair.feature_a}
-                        for i in range(messages)]
+        named = {
+            f"agent{i + 1}": {"feature_id": f, **b}
+            for i, (f, b) in enumerate(zip([pair.feature_a, pair.feature_b], blocks, strict=True))
+        }
+        result.update(
+            agents=named,
+            total_cost=sum(b["cost"] for b in blocks),
+            total_steps=sum(b["steps"] for b in blocks),
+            messages_sent=messages,
+        )
+        conversation = [
+            {
+                "from": "agent1",
+                "to": "agent2",
+                "message": f"note {i}",
+                "timestamp": 1.0 + i,
+                "feature_id": pair.feature_a,
+            }
+            for i in range(messages)
+        ]
         (pair_dir / "conversation.json").write_text(json.dumps(conversation))
     (pair_dir / "result.json").write_text(json.dumps(result, indent=2))
     return pair_dir

@@ -3,15 +3,28 @@ from pathlib import Path
 from cb_assets.dataset import Pair
 from cb_assets.runner.command import RunSpec, pair_log_dir, run_argv
 
-SPEC = RunSpec(experiment="exp", agent="oracle", model="oracle", dataset_dir=Path("/ds"),
-               logs_dir=Path("/logs"), redis_url="redis://127.0.0.1:7000")
+SPEC = RunSpec(
+    experiment="exp",
+    agent="oracle",
+    model="oracle",
+    dataset_dir=Path("/ds"),
+    logs_dir=Path("/logs"),
+    redis_url="redis://127.0.0.1:7000",
+)
 PAIR = Pair("dspy_task", 8394, 3, 4)
 
 
 def test_argv_selects_exactly_one_pair() -> None:
     argv = run_argv(SPEC, PAIR, "solo")
-    for flag, value in [("-r", "dspy_task"), ("-t", "8394"), ("-f", "3,4"), ("--setting", "solo"),
-                        ("--log-dir", "/logs"), ("--dataset-dir", "/ds"), ("--name", "exp-solo")]:
+    for flag, value in [
+        ("-r", "dspy_task"),
+        ("-t", "8394"),
+        ("-f", "3,4"),
+        ("--setting", "solo"),
+        ("--log-dir", "/logs"),
+        ("--dataset-dir", "/ds"),
+        ("--name", "exp-solo"),
+    ]:
         assert argv[argv.index(flag) + 1] == value
     assert "--no-auto-eval" in argv and "--force" not in argv
 

@@ -43,14 +43,26 @@ def experiment(make_platform):
     rng = random.Random(7)
     for pair in pairs[:2]:
         p = parse_pair_key(pair)
-        write_result(platform.logs_dir, "oracle-solo", p, "solo",
-                     agents=[agent_block(cost=round(rng.uniform(0, 2), 4), steps=rng.randint(1, 50))])
+        write_result(
+            platform.logs_dir,
+            "oracle-solo",
+            p,
+            "solo",
+            agents=[agent_block(cost=round(rng.uniform(0, 2), 4), steps=rng.randint(1, 50))],
+        )
         for setting, messages in (("coop-comm", rng.randint(1, 6)), ("coop-nocomm", 0)):
-            blocks = [agent_block(status=rng.choice(["Submitted", "LimitsExceeded"]),
-                                  cost=round(rng.uniform(0, 2), 4), steps=rng.randint(1, 50),
-                                  patch_lines=rng.choice([0, 12])) for _ in range(2)]
-            write_result(platform.logs_dir, f"oracle-{setting}", p, "coop", agents=blocks,
-                         messages=messages)
+            blocks = [
+                agent_block(
+                    status=rng.choice(["Submitted", "LimitsExceeded"]),
+                    cost=round(rng.uniform(0, 2), 4),
+                    steps=rng.randint(1, 50),
+                    patch_lines=rng.choice([0, 12]),
+                )
+                for _ in range(2)
+            ]
+            write_result(
+                platform.logs_dir, f"oracle-{setting}", p, "coop", agents=blocks, messages=messages
+            )
     for pair in pairs:
         for setting in SETTING_NAMES:
             key = dg.MultiPartitionKey({"pair": pair, "setting": setting})
@@ -77,7 +89,8 @@ def test_manifest_matches_an_independent_count_of_the_log_files(experiment) -> N
     assert manifest["settings"]["coop-comm"]["messages_total"] > 0
     assert manifest["settings"]["coop-nocomm"]["messages_total"] == 0
     assert manifest["totals"]["cost_total"] == pytest.approx(
-        sum(expected[s]["cost_total"] for s in SETTING_NAMES))
+        sum(expected[s]["cost_total"] for s in SETTING_NAMES)
+    )
     table = platform.query("select setting, pairs from cost_manifest order by setting")
     assert table == [("coop-comm", 5), ("coop-nocomm", 5), ("solo", 5), ("total", 15)]
 
@@ -93,8 +106,15 @@ def test_report_verdict_turns_failed_when_a_result_file_is_removed(experiment) -
     assert verdicts["images_present"] == "NOT CHECKED"
 
     p = parse_pair_key(pairs[3])
-    (platform.logs_dir / "oracle-solo" / "solo" / p.repo / str(p.task_id) / p.features_dir
-     / "result.json").unlink()
+    (
+        platform.logs_dir
+        / "oracle-solo"
+        / "solo"
+        / p.repo
+        / str(p.task_id)
+        / p.features_dir
+        / "result.json"
+    ).unlink()
     assert platform.materialize(["verification_report"]).success
     text = report.read_text()
     assert "| solo is complete on the test subset | FAILED |" in text

@@ -21,8 +21,15 @@ def first_pair(platform) -> str:
 def result_file(platform, pair: str, setting: str):
     p = parse_pair_key(pair)
     upstream = "solo" if setting == "solo" else "coop"
-    return (platform.logs_dir / f"oracle-{setting}" / upstream / p.repo / str(p.task_id)
-            / p.features_dir / "result.json")
+    return (
+        platform.logs_dir
+        / f"oracle-{setting}"
+        / upstream
+        / p.repo
+        / str(p.task_id)
+        / p.features_dir
+        / "result.json"
+    )
 
 
 @pytest.fixture
@@ -39,21 +46,31 @@ def test_one_partition_of_each_setting_runs_through_the_real_runner(platform) ->
         meta = result.asset_materializations_for_node("run_results")[0].metadata
         assert meta["ran"].value is True
         upstream = json.loads(result_file(platform, pair, setting).read_text())
-        assert upstream["agent_framework"] == "oracle" and upstream["run_name"] == f"oracle-{setting}"
+        assert (
+            upstream["agent_framework"] == "oracle" and upstream["run_name"] == f"oracle-{setting}"
+        )
 
     rows = platform.query(
         "select setting, count(*), bool_and(messaging_enabled), max(messages_sent), "
-        "string_agg(distinct status, ',') from run_results group by 1 order by 1")
-    assert rows == [("coop-comm", 2, True, 2, "Submitted"),
-                    ("coop-nocomm", 2, False, 0, "Submitted"),
-                    ("solo", 1, False, None, "Submitted")]
+        "string_agg(distinct status, ',') from run_results group by 1 order by 1"
+    )
+    assert rows == [
+        ("coop-comm", 2, True, 2, "Submitted"),
+        ("coop-nocomm", 2, False, 0, "Submitted"),
+        ("solo", 1, False, None, "Submitted"),
+    ]
     conversation = json.loads(
-        (result_file(platform, pair, "coop-comm").parent / "conversation.json").read_text())
+        (result_file(platform, pair, "coop-comm").parent / "conversation.json").read_text()
+    )
     assert {m["from"] for m in conversation} == {"agent1", "agent2"}
     assert all("my patch touches" in m["message"] for m in conversation)
     # the nocomm run wrote its own tree: the comm conversation was not overwritten
-    assert json.loads((result_file(platform, pair, "coop-nocomm").parent
-                       / "conversation.json").read_text()) == []
+    assert (
+        json.loads(
+            (result_file(platform, pair, "coop-nocomm").parent / "conversation.json").read_text()
+        )
+        == []
+    )
 
 
 def test_existing_result_is_ingested_without_rerun_and_force_reruns(platform) -> None:
@@ -69,8 +86,11 @@ def test_existing_result_is_ingested_without_rerun_and_force_reruns(platform) ->
     assert platform.query("select run_id from run_results") == [(first_run_id,)]
 
     forced = platform.materialize(
-        ["run_results"], key(pair, "solo"), raise_on_error=True,
-        run_config={"ops": {"run_results": {"config": {"force": True}}}})
+        ["run_results"],
+        key(pair, "solo"),
+        raise_on_error=True,
+        run_config={"ops": {"run_results": {"config": {"force": True}}}},
+    )
     assert forced.asset_materializations_for_node("run_results")[0].metadata["ran"].value is True
     new_run_id = json.loads(path.read_text())["run_id"]
     assert new_run_id != first_run_id
@@ -115,7 +135,9 @@ def test_unreachable_redis_fails_before_any_agent_starts(platform, monkeypatch) 
     result = platform.materialize(["run_results"], key(pair, "coop-comm"))
     assert not result.success
     [failure] = [e for e in result.all_events if e.is_step_failure]
-    assert "Redis at redis://127.0.0.1:1 is unreachable" in failure.event_specific_data.error.message
+    assert (
+        "Redis at redis://127.0.0.1:1 is unreachable" in failure.event_specific_data.error.message
+    )
     assert not result_file(platform, pair, "coop-comm").parent.exists()
 
 
