@@ -1,17 +1,47 @@
-"""DuckDB IO manager that works with our dynamic `pair` partition dimension.
+"""The DuckDB IO manager the platform writes every table with.
 
-Dagster 1.13's DbIOManager resolves a multi-partition key's dimensions without
-an instance in scope, which fails for a dynamic dimension ("The instance is not
-available to load partitions"). Wrapping each call in a partition loading
-context bound to the run's instance fixes that without changing what is written.
+Two changes to dagster-duckdb-pandas, neither changing what is written:
+- A partition's delete-then-insert runs in one transaction, so a run killed
+  between the two leaves the old rows in place instead of none.
+- Each call runs in a partition loading context bound to the run's instance:
+  Dagster 1.13's DbIOManager resolves multi-partition keys without one, which
+  fails for a dynamic dimension ("The instance is not available to load partitions").
 """
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 from dagster._core.definitions.partitions.context import partition_loading_context
+from dagster._core.storage.db_io_manager import DbIOManager, TableSlice
+from dagster_duckdb.io_manager import DuckDbClient
 from dagster_duckdb_pandas import DuckDBPandasIOManager
+
+
+class AtomicDuckDbClient(DuckDbClient):
+    @staticmethod
+    @contextmanager
+    def connect(context: Any, table_slice: TableSlice) -> Iterator[Any]:
+        with DuckDbClient.connect(context, table_slice) as conn:
+            conn.begin()
+            try:
+                yield conn
+            except BaseException:
+                conn.rollback()
+                raise
+            conn.commit()
+
+    @staticmethod
+    def delete_table_slice(context: dg.OutputContext, table_slice: TableSlice, connection) -> None:
+        # Inside a transaction a failed statement aborts it, so look before deleting.
+        exists = connection.execute(
+            "select 1 from information_schema.tables where table_schema = ? and table_name = ?",
+            [table_slice.schema, table_slice.table],
+        ).fetchone()
+        if exists:
+            DuckDbClient.delete_table_slice(context, table_slice, connection)
 
 
 class _InstanceScopedIOManager(dg.IOManager):
@@ -28,9 +58,17 @@ class _InstanceScopedIOManager(dg.IOManager):
 
 
 class PlatformDuckDBIOManager(DuckDBPandasIOManager):
-    """DuckDBPandasIOManager, usable with dynamic partitions of a multi-partition."""
+    """DuckDBPandasIOManager with atomic partition writes and dynamic multi-partitions."""
 
     def create_io_manager(self, context: dg.InitResourceContext) -> dg.IOManager:
         # DuckDB creates the file but not its folder (e.g. a fresh CB_DATA_DIR).
         Path(self.database).parent.mkdir(parents=True, exist_ok=True)
-        return _InstanceScopedIOManager(super().create_io_manager(context))
+        inner = DbIOManager(
+            db_client=AtomicDuckDbClient(),
+            database=self.database,
+            schema=self.schema_,
+            type_handlers=self.type_handlers(),
+            default_load_type=self.default_load_type(),
+            io_manager_name="PlatformDuckDBIOManager",
+        )
+        return _InstanceScopedIOManager(inner)

@@ -1,0 +1,152 @@
+"""Classify each attempt at a pair-run: did the agent fail, or the infrastructure?
+
+`submitted`, `limits_exceeded` and `agent_error` are results: the agent ended on its
+own merits and the attempt is final. `infra_error` is the platform's or a provider's
+fault (a killed container, a 503, Redis down, the runner crashing) and is retried.
+
+The verdict is a pure function of the process exit, its log and the statuses and
+error strings in result.json, driven by a pattern table that users can extend.
+Every verdict names the rule that decided it.
+"""
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SUBMITTED, LIMITS_EXCEEDED, AGENT_ERROR, INFRA_ERROR = (
+    "submitted",
+    "limits_exceeded",
+    "agent_error",
+    "infra_error",
+)
+CLASSIFICATIONS = (SUBMITTED, LIMITS_EXCEEDED, AGENT_ERROR, INFRA_ERROR)
+
+
+@dataclass(frozen=True)
+class Pattern:
+    name: str
+    regex: str
+    classification: str = INFRA_ERROR
+
+    def search(self, text: str) -> bool:
+        return re.search(self.regex, text, flags=re.IGNORECASE | re.MULTILINE) is not None
+
+
+# Strings that the Docker engine, litellm / provider SDKs, redis-py and the kernel
+# put in an error message when the fault is not the agent's.
+DEFAULT_PATTERNS: tuple[Pattern, ...] = (
+    Pattern("docker-oom", r"OOMKilled|out of memory|Cannot allocate memory|exit code 137"),
+    Pattern("docker-killed", r"container .*(killed|was stopped)|signal: killed|SIGKILL"),
+    Pattern(
+        "image-pull",
+        r"pull access denied|manifest unknown|ImageNotFound|"
+        r"error pulling image|No such image",
+    ),
+    Pattern(
+        "container-start",
+        r"failed to (create|start) container|OCI runtime|"
+        r"Cannot connect to the Docker daemon|APIError: 500",
+    ),
+    Pattern("llm-rate-limit", r"\b429\b|RateLimitError|rate limit(ed)? exceeded|Too Many Requests"),
+    Pattern(
+        "llm-server-error",
+        r"\b50[0234]\b.{0,40}(error|server|gateway|unavailable|timeout)|"
+        r"InternalServerError|ServiceUnavailable|BadGateway|"
+        r"Gateway Time-?out|overloaded",
+    ),
+    Pattern(
+        "connection",
+        r"Connection (reset|refused|aborted)|ECONNRESET|ECONNREFUSED|"
+        r"APIConnectionError|RemoteDisconnected|Temporary failure in name",
+    ),
+    Pattern(
+        "redis", r"redis\.exceptions\.\w*Error|Error \d+ connecting to .*6379|Redis .* unreachable"
+    ),
+    Pattern("timeout", r"timed? ?out|TimeoutError|deadline exceeded|ReadTimeout"),
+)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    classification: str
+    rule: str  # the pattern name, or the builtin rule that decided
+    detail: str = ""
+
+    @property
+    def retryable(self) -> bool:
+        return self.classification == INFRA_ERROR
+
+
+def load_patterns(path: Path | None) -> tuple[Pattern, ...]:
+    """User patterns (checked first) from a JSON list of {name, regex, classification}."""
+    if path is None:
+        return DEFAULT_PATTERNS
+    try:
+        entries = json.loads(path.read_text(encoding="utf-8"))
+        extra = tuple(
+            Pattern(e["name"], e["regex"], e.get("classification", INFRA_ERROR)) for e in entries
+        )
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"failure pattern file {path}: {exc!r}") from None
+    for p in extra:
+        if p.classification not in (INFRA_ERROR, AGENT_ERROR):
+            raise ValueError(
+                f"failure pattern file {path}: pattern {p.name!r} has "
+                f"classification {p.classification!r}; use infra_error or agent_error"
+            )
+        try:
+            re.compile(p.regex)
+        except re.error as exc:
+            raise ValueError(f"failure pattern file {path}: pattern {p.name!r}: {exc}") from None
+    return extra + DEFAULT_PATTERNS
+
+
+def _match(text: str, patterns: tuple[Pattern, ...]) -> Pattern | None:
+    return next((p for p in patterns if text and p.search(text)), None)
+
+
+def _agents(result: dict[str, Any]) -> list[dict[str, Any]]:
+    if isinstance(result.get("agent"), dict):
+        return [result["agent"]]
+    agents = result.get("agents")
+    return [a for a in agents.values() if isinstance(a, dict)] if isinstance(agents, dict) else []
+
+
+def classify(
+    *,
+    exit_code: int | None,
+    timed_out: bool,
+    log_text: str,
+    result: dict[str, Any] | None,
+    patterns: tuple[Pattern, ...] = DEFAULT_PATTERNS,
+) -> Verdict:
+    """One attempt's verdict. `exit_code` None means the pair was ingested, not run."""
+    if timed_out:
+        return Verdict(INFRA_ERROR, "runner-timeout", "the cooperbench process timed out")
+    if exit_code not in (None, 0) or result is None:
+        hit = _match(log_text, patterns)
+        why = (
+            f"cooperbench exited with {exit_code}"
+            if result is not None or exit_code
+            else "no result.json was written"
+        )
+        if hit is not None and hit.classification == INFRA_ERROR:
+            return Verdict(INFRA_ERROR, hit.name, why)
+        return Verdict(INFRA_ERROR, "runner-crash", why)
+    agents = _agents(result)
+    errors = [str(a.get("error") or "") for a in agents if a.get("status") == "Error"]
+    for error in errors:
+        hit = _match(error, patterns)
+        if hit is not None and hit.classification == INFRA_ERROR:
+            return Verdict(INFRA_ERROR, hit.name, error[:500])
+    if errors:
+        hit = _match(errors[0], patterns)
+        return Verdict(AGENT_ERROR, hit.name if hit else "agent-status-error", errors[0][:500])
+    statuses = {a.get("status") for a in agents}
+    if "LimitsExceeded" in statuses:
+        return Verdict(LIMITS_EXCEEDED, "agent-status-limits")
+    if statuses and statuses <= {"Submitted"}:
+        return Verdict(SUBMITTED, "agent-status-submitted")
+    return Verdict(AGENT_ERROR, "agent-status-other", f"statuses: {sorted(map(str, statuses))}")
