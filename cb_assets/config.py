@@ -60,3 +60,13 @@ def agent_config() -> str | None:
 
 
 DUCKDB_SCHEMA = "main"  # DuckDB's default, so `select * from run_results` just works
+
+
+def retry_delay_seconds() -> float:
+    """First backoff delay between infrastructure retries (then doubling, with jitter)."""
+    return float(os.environ.get("CB_RETRY_DELAY_SECONDS", "10"))
+
+
+def failure_patterns_file() -> str | None:
+    """A JSON list of extra failure patterns, checked before the built-in ones."""
+    return os.environ.get("CB_FAILURE_PATTERNS") or None

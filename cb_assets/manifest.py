@@ -34,13 +34,27 @@ def _block(rows: pd.DataFrame) -> dict[str, Any]:
     }
 
 
-def build_manifest(results: pd.DataFrame) -> dict[str, Any]:
-    """Manifest over `run_results` rows (one per agent): every setting, then the totals."""
-    settings = {name: _block(results[results["setting"] == name]) for name in SETTING_NAMES}
+def _failed_spend(attempts: pd.DataFrame | None) -> dict[str, Any]:
+    """What infrastructure-failed attempts cost, kept apart from the final results' cost."""
+    if attempts is None or attempts.empty:
+        return {"failed_attempts": 0, "failed_attempts_cost": 0.0}
+    failed = attempts[attempts["classification"] == "infra_error"]
     return {
-        "settings": settings,
-        "totals": _block(results.assign(pair=results["pair"] + "|" + results["setting"])),
+        "failed_attempts": len(failed),
+        "failed_attempts_cost": round(float(failed["cost"].fillna(0).sum()), 6),
     }
+
+
+def build_manifest(results: pd.DataFrame, attempts: pd.DataFrame | None = None) -> dict[str, Any]:
+    """Manifest over `run_results` rows (one per agent) and `run_attempts` rows: every
+    setting, then the totals. `cost_total` is the final results' cost; what failed
+    attempts spent is `failed_attempts_cost`."""
+    settings = {}
+    for name in SETTING_NAMES:
+        mine = None if attempts is None else attempts[attempts["setting"] == name]
+        settings[name] = {**_block(results[results["setting"] == name]), **_failed_spend(mine)}
+    totals = _block(results.assign(pair=results["pair"] + "|" + results["setting"]))
+    return {"settings": settings, "totals": {**totals, **_failed_spend(attempts)}}
 
 
 def manifest_table(manifest: dict[str, Any]) -> pd.DataFrame:

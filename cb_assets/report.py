@@ -14,6 +14,7 @@ from cb_assets.settings import SETTING_NAMES
 
 VERIFIED, FAILED, NOT_CHECKED = "VERIFIED", "FAILED", "NOT CHECKED"
 SMOKE_PAIRS = 5
+MAX_ATTEMPTS = 3  # the RetryPolicy on run_results: one attempt and two retries
 
 
 @dataclass(frozen=True)
@@ -144,16 +145,40 @@ def _messaging_truth(inputs: ReportInputs) -> Truth:
 
 
 def _retries_truth(inputs: ReportInputs) -> Truth:
+    """Every non-final infra_error attempt was followed by another attempt in the same run,
+    and every final one came after MAX_ATTEMPTS attempts in its run."""
     truth = "infrastructure failures are retried and tagged infra_error when they persist"
-    if inputs.attempts is None:
-        return Truth(
-            "infra_retried",
-            truth,
-            NOT_CHECKED,
-            "no run_attempts table yet: attempts are not recorded by this platform version",
-        )
-    infra = inputs.attempts[inputs.attempts["classification"] == "infra_error"]
-    return Truth("infra_retried", truth, VERIFIED, f"{len(infra)} infra_error attempts recorded")
+    attempts = inputs.attempts
+    if attempts is None or attempts.empty:
+        return Truth("infra_retried", truth, NOT_CHECKED, "no run_attempts recorded yet")
+    infra = attempts[attempts["classification"] == "infra_error"]
+    if infra.empty:
+        return Truth("infra_retried", truth, NOT_CHECKED,
+                     f"no infrastructure failure among {len(attempts)} attempts: nothing to check")
+    per_run = attempts.groupby(["partition", "dagster_run_id"])
+    unretried, short = [], []
+    recovered = gave_up = 0
+    for (partition, _), group in per_run:
+        group = group.sort_values("attempt")
+        for i, row in enumerate(group.itertuples()):
+            if row.classification != "infra_error":
+                continue
+            if row.final:
+                gave_up += 1
+                if len(group) < MAX_ATTEMPTS:
+                    short.append(partition)
+            elif i == len(group) - 1:
+                unretried.append(partition)
+        if group.iloc[-1]["classification"] != "infra_error" and (
+                group["classification"] == "infra_error").any():
+            recovered += 1
+    evidence = (f"{len(infra)} infra_error attempts over {infra['partition'].nunique()} "
+                f"partitions: {recovered} recovered on a retry, {gave_up} gave up after "
+                f"{MAX_ATTEMPTS} attempts tagged infra_error")
+    if unretried or short:
+        return Truth("infra_retried", truth, FAILED, f"{evidence}; not retried: "
+                     f"{_sample(unretried) or 'none'}; gave up early: {_sample(short) or 'none'}")
+    return Truth("infra_retried", truth, VERIFIED, evidence)
 
 
 def _cost_truth(inputs: ReportInputs) -> Truth:

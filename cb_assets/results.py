@@ -24,7 +24,10 @@ class ResultFileError(ValueError):
         self.path = path
 
 
-def read_json_file(path: Path, max_bytes: int = MAX_RESULT_BYTES) -> Any:
+def read_json_file(path: Path, max_bytes: int = MAX_RESULT_BYTES, root: Path | None = None) -> Any:
+    """Parse a JSON file the way upstream wrote it; `root`, if given, must contain it."""
+    if root is not None and not path.resolve().is_relative_to(root.resolve()):
+        raise ResultFileError(path, f"resolves to {path.resolve()}, outside the logs root {root}")
     try:
         size = path.stat().st_size
     except FileNotFoundError:
@@ -75,22 +78,23 @@ def _number(block: dict[str, Any], key: str, path: Path, where: str) -> float:
     return value
 
 
-def count_messages(conversation_file: Path) -> int | None:
+def count_messages(conversation_file: Path, root: Path | None = None) -> int | None:
     """Messages in `conversation.json`, or None when the file does not exist (solo)."""
     if not conversation_file.exists():
         return None
-    messages = read_json_file(conversation_file)
+    messages = read_json_file(conversation_file, root=root)
     if not isinstance(messages, list):
         raise ResultFileError(conversation_file, "expected a JSON list of messages")
     return len(messages)
 
 
 def result_rows(
-    pair_dir: Path, pair: Pair, setting: Setting, *, ran: bool, image_digest: str | None = None
+    pair_dir: Path, pair: Pair, setting: Setting, *, ran: bool, logs_root: Path | None = None,
+    image_digest: str | None = None,
 ) -> list[dict[str, Any]]:
     """One row per agent of the result in `pair_dir`, checked against the expected pair."""
     path = pair_dir / "result.json"
-    result = read_json_file(path)
+    result = read_json_file(path, root=logs_root)
     blocks = agent_blocks(result, path)
     if result["setting"] != setting.upstream:
         raise ResultFileError(
@@ -109,7 +113,7 @@ def result_rows(
             f"keys 'repo'/'task_id' are {result.get('repo')!r}/{result.get('task_id')!r}, "
             f"expected {pair.repo!r}/{pair.task_id!r}",
         )
-    messages = count_messages(pair_dir / "conversation.json")
+    messages = count_messages(pair_dir / "conversation.json", root=logs_root)
     messages_sent = result.get("messages_sent", 0 if setting.upstream == "coop" else None)
     if setting.upstream == "coop" and messages is not None and messages != messages_sent:
         raise ResultFileError(
@@ -198,6 +202,8 @@ RUN_RESULT_DTYPES = {
     "ran": "boolean",
     "image": "string",
     "image_digest": "string",
+    "classification": "string",
+    "classification_rule": "string",
 }
 
 

@@ -1,9 +1,10 @@
-"""`oracle` and `noop`: offline agent frameworks registered with cooperbench.
+"""Offline agent frameworks registered with cooperbench: `oracle`, `noop`, `flaky`.
 
 `oracle` submits the dataset's gold `feature.patch` (solo: both features) and,
 when messaging is on, tells its partner over upstream's Redis mailbox which files
 its patch touches — so coop-comm has a real conversation. `noop` submits nothing.
-Neither needs Docker or an LLM, which makes them the harness self-check.
+`flaky` is `oracle` with faults injected on a seeded schedule (see `faults.py`).
+None needs Docker or an LLM, which makes them the harness self-check.
 """
 
 import os
@@ -99,6 +100,7 @@ class OracleRunner:
         else:
             mine = [features[(agents or [agent_id]).index(agent_id)]]
         patch = "".join(gold_patch(_dataset_dir(), repo, task_id, f) for f in mine)
+        time.sleep(float(os.environ.get("CB_OFFLINE_AGENT_DELAY", "0")))  # for kill/timeout tests
         sent, history = [], []
         if messaging_enabled and comm_url and agents and len(agents) > 1:
             sent, history = _exchange_messages(agent_id, agents, comm_url, patch)
@@ -111,3 +113,25 @@ class OracleRunner:
 class NoopRunner:
     def run(self, task: str, image: str, **_: Any) -> AgentResult:
         return AgentResult(status="Submitted", patch="", cost=0.0, steps=0)
+
+
+@register("flaky")
+class FlakyRunner:
+    """`oracle`, then the fault the schedule gives this pair-run.
+
+    Faults come after messaging, so a partner never waits for an agent that already
+    failed, and are reported the way upstream adapters report their own failures:
+    status `Error` with the error text and the cost spent so far.
+    """
+
+    def run(self, task: str, image: str, *, agent_id: str = "agent",
+            log_dir: str | None = None, **kwargs: Any) -> AgentResult:
+        from cb_assets.agents.faults import FAULT_COST, inject_fault
+
+        result = OracleRunner().run(task, image, agent_id=agent_id, log_dir=log_dir, **kwargs)
+        if agent_id in ("solo", "agent1") and log_dir:
+            error = inject_fault(Path(log_dir), agent_id)
+            if error is not None:
+                return AgentResult(status="Error", patch="", cost=FAULT_COST, steps=result.steps,
+                                   sent_messages=result.sent_messages, error=error)
+        return result

@@ -38,7 +38,7 @@ def cost_manifest(
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "experiment": runner.experiment,
         "subset": runner.dataset.subset,
-        **build_manifest(results),
+        **build_manifest(results, read_table(duckdb, "run_attempts")),
     }
     path = manifest_path()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -7,6 +7,7 @@ import redis
 
 from cb_assets import config
 from cb_assets.dataset import Pair
+from cb_assets.failures import Pattern, load_patterns
 from cb_assets.defs.benchmark.resources import BenchmarkDataset, default_dataset
 from cb_assets.runner.command import RunSpec, pair_log_dir, run_argv
 from cb_assets.runner.launch import LaunchResult, child_env, launch
@@ -33,6 +34,11 @@ class CooperBenchRunner(dg.ConfigurableResource):
     redis_url: str = "redis://127.0.0.1:6379"
     launcher: str = "forkserver"
     timeout_seconds: float = 3600.0
+    failure_patterns_file: str | None = None
+
+    def failure_patterns(self) -> tuple[Pattern, ...]:
+        return load_patterns(Path(self.failure_patterns_file) if self.failure_patterns_file
+                             else None)
 
     def spec(self) -> RunSpec:
         return RunSpec(
@@ -90,6 +96,7 @@ def resources() -> dg.Definitions:
                 agent_config=config.agent_config(),
                 redis_url=config.redis_url(),
                 launcher=config.launcher(),
+                failure_patterns_file=config.failure_patterns_file(),
             ),
         }
     )

@@ -1,8 +1,10 @@
 """The DuckDB IO manager the platform writes every table with.
 
-Two changes to dagster-duckdb-pandas, neither changing what is written:
+Three changes to dagster-duckdb-pandas, none changing what is written:
 - A partition's delete-then-insert runs in one transaction, so a run killed
   between the two leaves the old rows in place instead of none.
+- Rows are inserted by column name, and columns a newer platform version adds are
+  added to the existing table, so upgrading never strands a DuckDB file.
 - Each call runs in a partition loading context bound to the run's instance:
   Dagster 1.13's DbIOManager resolves multi-partition keys without one, which
   fails for a dynamic dimension ("The instance is not available to load partitions").
@@ -17,7 +19,7 @@ import dagster as dg
 from dagster._core.definitions.partitions.context import partition_loading_context
 from dagster._core.storage.db_io_manager import DbIOManager, TableSlice
 from dagster_duckdb.io_manager import DuckDbClient
-from dagster_duckdb_pandas import DuckDBPandasIOManager
+from dagster_duckdb_pandas import DuckDBPandasIOManager, DuckDBPandasTypeHandler
 
 
 class AtomicDuckDbClient(DuckDbClient):
@@ -44,6 +46,25 @@ class AtomicDuckDbClient(DuckDbClient):
             DuckDbClient.delete_table_slice(context, table_slice, connection)
 
 
+class EvolvingPandasTypeHandler(DuckDBPandasTypeHandler):
+    def handle_output(self, context: dg.OutputContext, table_slice: TableSlice, obj: Any,
+                      connection) -> None:
+        table = f"{table_slice.schema}.{table_slice.table}"
+        exists = connection.execute(
+            "select 1 from information_schema.tables where table_schema = ? and table_name = ?",
+            [table_slice.schema, table_slice.table],
+        ).fetchone()
+        if exists and not obj.empty:
+            have = {row[0] for row in connection.execute(f"describe {table}").fetchall()}
+            for name, sql_type, *_ in connection.execute("describe select * from obj").fetchall():
+                if name not in have:
+                    connection.execute(f'alter table {table} add column "{name}" {sql_type}')
+            connection.execute(f"insert into {table} by name select * from obj")
+            context.add_output_metadata({"row_count": len(obj)})
+            return
+        super().handle_output(context, table_slice, obj, connection)
+
+
 class _InstanceScopedIOManager(dg.IOManager):
     def __init__(self, inner: dg.IOManager) -> None:
         self._inner = inner
@@ -67,7 +88,7 @@ class PlatformDuckDBIOManager(DuckDBPandasIOManager):
             db_client=AtomicDuckDbClient(),
             database=self.database,
             schema=self.schema_,
-            type_handlers=self.type_handlers(),
+            type_handlers=[EvolvingPandasTypeHandler()],
             default_load_type=self.default_load_type(),
             io_manager_name="PlatformDuckDBIOManager",
         )

@@ -1,0 +1,97 @@
+"""Every attempt at a pair-run: its files kept aside, its row appended to `run_attempts`.
+
+Upstream overwrites a pair's folder when it reruns, so before each new attempt the
+folder of the previous one is moved under `<logs>/_attempts/…/<attempt number>/`.
+No attempt's cost or logs are ever overwritten.
+"""
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from cb_assets import duckdb_access
+
+ATTEMPTS_DIR = "_attempts"
+MARKER = "cb_assets_attempt.json"  # which attempt wrote this folder
+
+RUN_ATTEMPTS_DDL = """
+create table if not exists run_attempts (
+    partition varchar, pair varchar, setting varchar, attempt integer,
+    dagster_run_id varchar, retry_number integer,
+    started_at timestamp, ended_at timestamp,
+    classification varchar, rule varchar, detail varchar, final boolean,
+    exit_code integer, timed_out boolean,
+    cost double, input_tokens bigint, output_tokens bigint,
+    log_dir varchar, log_excerpt varchar
+)
+"""
+COLUMNS = ("partition", "pair", "setting", "attempt", "dagster_run_id", "retry_number",
+           "started_at", "ended_at", "classification", "rule", "detail", "final", "exit_code",
+           "timed_out", "cost", "input_tokens", "output_tokens", "log_dir", "log_excerpt")
+
+
+def archive_root(logs_root: Path, pair_dir: Path) -> Path:
+    return logs_root / ATTEMPTS_DIR / pair_dir.relative_to(logs_root)
+
+
+def move_aside(logs_root: Path, pair_dir: Path) -> Path | None:
+    """Move the previous attempt's folder out of upstream's way; return where it went."""
+    if not pair_dir.is_dir() or not any(pair_dir.iterdir()):
+        return None
+    marker = pair_dir / MARKER
+    root = archive_root(logs_root, pair_dir)
+    try:
+        name = str(json.loads(marker.read_text())["attempt"])
+    except (OSError, ValueError, KeyError, TypeError):
+        name = "external"  # files the platform did not write (an ingested run)
+    target = root / name
+    suffix = 1
+    while target.exists():
+        suffix += 1
+        target = root / f"{name}.{suffix}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    pair_dir.rename(target)
+    return target
+
+
+def mark(pair_dir: Path, attempt: int, dagster_run_id: str) -> None:
+    pair_dir.mkdir(parents=True, exist_ok=True)
+    (pair_dir / MARKER).write_text(json.dumps({"attempt": attempt, "dagster_run_id": dagster_run_id}))
+
+
+def spend(result: dict[str, Any] | None) -> tuple[float, int, int]:
+    """Cost and tokens an attempt spent, from its result.json (0 when it wrote none)."""
+    if not isinstance(result, dict):
+        return 0.0, 0, 0
+    agents = [result["agent"]] if isinstance(result.get("agent"), dict) else list(
+        (result.get("agents") or {}).values())
+    agents = [a for a in agents if isinstance(a, dict)]
+
+    def total(key: str) -> float:
+        return sum(v for a in agents if isinstance(v := a.get(key, 0), int | float))
+
+    return float(total("cost")), int(total("input_tokens")), int(total("output_tokens"))
+
+
+def next_attempt(db_path: Path, partition: str) -> int:
+    with duckdb_access.connect(db_path) as conn:
+        conn.execute(RUN_ATTEMPTS_DDL)
+        (last,) = conn.execute(
+            "select coalesce(max(attempt), 0) from run_attempts where partition = ?", [partition]
+        ).fetchone()
+    return int(last) + 1
+
+
+def append(db_path: Path, row: dict[str, Any]) -> None:
+    missing = set(COLUMNS) - set(row)
+    if missing:
+        raise ValueError(f"run_attempts row lacks {sorted(missing)}")
+    with duckdb_access.connect(db_path) as conn:
+        conn.execute(RUN_ATTEMPTS_DDL)
+        conn.execute(f"insert into run_attempts ({', '.join(COLUMNS)}) values "
+                     f"({', '.join('?' for _ in COLUMNS)})", [row[c] for c in COLUMNS])
+
+
+def now() -> datetime:
+    return datetime.now()
