@@ -26,9 +26,27 @@ create table if not exists run_attempts (
     log_dir varchar, log_excerpt varchar
 )
 """
-COLUMNS = ("partition", "pair", "setting", "attempt", "dagster_run_id", "retry_number",
-           "started_at", "ended_at", "classification", "rule", "detail", "final", "exit_code",
-           "timed_out", "cost", "input_tokens", "output_tokens", "log_dir", "log_excerpt")
+COLUMNS = (
+    "partition",
+    "pair",
+    "setting",
+    "attempt",
+    "dagster_run_id",
+    "retry_number",
+    "started_at",
+    "ended_at",
+    "classification",
+    "rule",
+    "detail",
+    "final",
+    "exit_code",
+    "timed_out",
+    "cost",
+    "input_tokens",
+    "output_tokens",
+    "log_dir",
+    "log_excerpt",
+)
 
 
 def archive_root(logs_root: Path, pair_dir: Path) -> Path:
@@ -57,15 +75,20 @@ def move_aside(logs_root: Path, pair_dir: Path) -> Path | None:
 
 def mark(pair_dir: Path, attempt: int, dagster_run_id: str) -> None:
     pair_dir.mkdir(parents=True, exist_ok=True)
-    (pair_dir / MARKER).write_text(json.dumps({"attempt": attempt, "dagster_run_id": dagster_run_id}))
+    (pair_dir / MARKER).write_text(
+        json.dumps({"attempt": attempt, "dagster_run_id": dagster_run_id})
+    )
 
 
 def spend(result: dict[str, Any] | None) -> tuple[float, int, int]:
     """Cost and tokens an attempt spent, from its result.json (0 when it wrote none)."""
     if not isinstance(result, dict):
         return 0.0, 0, 0
-    agents = [result["agent"]] if isinstance(result.get("agent"), dict) else list(
-        (result.get("agents") or {}).values())
+    agents = (
+        [result["agent"]]
+        if isinstance(result.get("agent"), dict)
+        else list((result.get("agents") or {}).values())
+    )
     agents = [a for a in agents if isinstance(a, dict)]
 
     def total(key: str) -> float:
@@ -89,8 +112,11 @@ def append(db_path: Path, row: dict[str, Any]) -> None:
         raise ValueError(f"run_attempts row lacks {sorted(missing)}")
     with duckdb_access.connect(db_path) as conn:
         conn.execute(RUN_ATTEMPTS_DDL)
-        conn.execute(f"insert into run_attempts ({', '.join(COLUMNS)}) values "
-                     f"({', '.join('?' for _ in COLUMNS)})", [row[c] for c in COLUMNS])
+        conn.execute(
+            f"insert into run_attempts ({', '.join(COLUMNS)}) values "
+            f"({', '.join('?' for _ in COLUMNS)})",
+            [row[c] for c in COLUMNS],
+        )
 
 
 def now() -> datetime:

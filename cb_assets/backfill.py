@@ -15,7 +15,8 @@ def partitions_needing_runs(
     final infra_error fails its run), `missing` when it was never materialized."""
     materialized = instance.get_materialized_partitions(RUN_RESULTS)
     pending = instance.event_log_storage.get_latest_asset_partition_materialization_attempts_without_materializations(  # noqa: E501
-        RUN_RESULTS)
+        RUN_RESULTS
+    )
     chosen: dict[str, str] = {}
     for key in keys:
         if key in pending:
@@ -29,8 +30,9 @@ def partitions_needing_runs(
     return chosen
 
 
-def submit_backfill(instance: dg.DagsterInstance, defs: dg.Definitions, keys: list[str],
-                    title: str) -> str:
+def submit_backfill(
+    instance: dg.DagsterInstance, defs: dg.Definitions, keys: list[str], title: str
+) -> str:
     """Register a Dagster backfill of exactly `keys`; the daemon executes it."""
     from dagster._core.execution.backfill import PartitionBackfill
     from dagster._core.utils import make_new_backfill_id

@@ -40,17 +40,28 @@ def _materialize_partition(key: str) -> tuple[str, bool, str]:
         _worker_state["instance"] = dg.DagsterInstance.get()
     d, instance = _worker_state["defs"], _worker_state["instance"]
     result = dg.materialize(
-        list(d.assets), selection=["run_results"], partition_key=key, instance=instance,
-        resources=d.resources, raise_on_error=False, run_config=QUIET,
+        list(d.assets),
+        selection=["run_results"],
+        partition_key=key,
+        instance=instance,
+        resources=d.resources,
+        raise_on_error=False,
+        run_config=QUIET,
         tags={"cb_assets/launched_by": "cb-assets", "cb_assets/host": socket.gethostname()},
     )
     if result.success:
-        [meta] = [m.metadata for m in result.asset_materializations_for_node("run_results")
-                  if m.asset_key == dg.AssetKey("run_results")]
+        [meta] = [
+            m.metadata
+            for m in result.asset_materializations_for_node("run_results")
+            if m.asset_key == dg.AssetKey("run_results")
+        ]
         how = "ran" if meta["ran"].value else "ingested"
         return key, True, f"{how}: {meta['classification'].value}"
-    failures = [e.event_specific_data.error.message.strip().splitlines()[0]
-                for e in result.all_events if e.is_step_failure]
+    failures = [
+        e.event_specific_data.error.message.strip().splitlines()[0]
+        for e in result.all_events
+        if e.is_step_failure
+    ]
     return key, False, failures[-1] if failures else "failed"
 
 
@@ -90,8 +101,14 @@ def _setup(settings: list[str]):
     except (DatasetError, RedisUnavailableError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return None
-    first = dg.materialize(list(d.assets), selection=["benchmark_pairs"], instance=instance,
-                           resources=d.resources, raise_on_error=False, run_config=QUIET)
+    first = dg.materialize(
+        list(d.assets),
+        selection=["benchmark_pairs"],
+        instance=instance,
+        resources=d.resources,
+        raise_on_error=False,
+        run_config=QUIET,
+    )
     if not first.success:
         for event in first.all_events:
             if event.is_step_failure:
@@ -106,20 +123,30 @@ def _finish(d, instance, started: float, keys: list[str], failed: list[str]) -> 
     from cb_assets.runner.forkserver import stop_server
 
     stop_server(d.resources["runner"].fork_socket())
-    final = dg.materialize(list(d.assets), selection=["cost_manifest", "verification_report"],
-                           instance=instance, resources=d.resources, raise_on_error=False,
-                           run_config=QUIET)
+    final = dg.materialize(
+        list(d.assets),
+        selection=["cost_manifest", "verification_report"],
+        instance=instance,
+        resources=d.resources,
+        raise_on_error=False,
+        run_config=QUIET,
+    )
     score = "unavailable"
     if final.success:
-        score = final.asset_materializations_for_node("verification_report")[0].metadata[
-            "score"].value
-    print(f"cb-assets: {len(keys) - len(failed)}/{len(keys)} partitions materialized in "
-          f"{time.monotonic() - started:.1f}s; {len(failed)} failed")
+        score = (
+            final.asset_materializations_for_node("verification_report")[0].metadata["score"].value
+        )
+    print(
+        f"cb-assets: {len(keys) - len(failed)}/{len(keys)} partitions materialized in "
+        f"{time.monotonic() - started:.1f}s; {len(failed)} failed"
+    )
     print(f"cb-assets: manifest {config.data_dir() / 'results-manifest.json'}")
     print(f"cb-assets: report   {config.data_dir() / 'verification-report.md'} (score {score})")
     if failed:
-        print("cb-assets: rerun the failures with `cb-assets backfill --failed --here`",
-              file=sys.stderr)
+        print(
+            "cb-assets: rerun the failures with `cb-assets backfill --failed --here`",
+            file=sys.stderr,
+        )
     return 0 if final.success and not failed else 1
 
 
@@ -134,9 +161,11 @@ def materialize(args: argparse.Namespace) -> int:
     if args.pairs:
         pairs = pairs[: args.pairs]
     keys = [str(dg.MultiPartitionKey({"pair": p, "setting": s})) for p in pairs for s in settings]
-    print(f"cb-assets: {len(keys)} run_results partitions ({len(pairs)} pairs x "
-          f"{len(settings)} settings), agent {d.resources['runner'].agent}, "
-          f"{args.concurrency} at a time")
+    print(
+        f"cb-assets: {len(keys)} run_results partitions ({len(pairs)} pairs x "
+        f"{len(settings)} settings), agent {d.resources['runner'].agent}, "
+        f"{args.concurrency} at a time"
+    )
     started = time.monotonic()
     failed = _run_partitions(keys, args.concurrency)
     return _finish(d, instance, started, keys, failed)
@@ -167,15 +196,19 @@ def backfill(args: argparse.Namespace) -> int:
         print(f"cb-assets: {len(chosen)} {what} partitions (dry run: nothing launched)")
         return 0
     if args.here:
-        print(f"cb-assets: running {len(chosen)} {what} partitions here, "
-              f"{args.concurrency} at a time")
+        print(
+            f"cb-assets: running {len(chosen)} {what} partitions here, {args.concurrency} at a time"
+        )
         started = time.monotonic()
         failed = _run_partitions(list(chosen), args.concurrency)
         return _finish(d, instance, started, list(chosen), failed)
-    backfill_id = submit_backfill(instance, d, list(chosen),
-                                  title=f"cb-assets backfill: {what} partitions")
-    print(f"cb-assets: launched backfill {backfill_id} of {len(chosen)} {what} partitions; "
-          "the Dagster daemon runs it (scripts/dev), see Overview > Backfills in the UI")
+    backfill_id = submit_backfill(
+        instance, d, list(chosen), title=f"cb-assets backfill: {what} partitions"
+    )
+    print(
+        f"cb-assets: launched backfill {backfill_id} of {len(chosen)} {what} partitions; "
+        "the Dagster daemon runs it (scripts/dev), see Overview > Backfills in the UI"
+    )
     return 0
 
 
@@ -184,22 +217,42 @@ def main(argv: list[str] | None = None) -> None:
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("materialize", help="run the experiment, then manifest and report")
-    run.add_argument("--pairs", type=int, default=0,
-                     help="only the first N pairs of the subset (a smoke run); default: all")
+    run.add_argument(
+        "--pairs",
+        type=int,
+        default=0,
+        help="only the first N pairs of the subset (a smoke run); default: all",
+    )
 
     again = commands.add_parser("backfill", help="rerun failed and/or missing partitions")
-    again.add_argument("--failed", action="store_true",
-                       help="partitions whose latest run failed (infra_error included)")
-    again.add_argument("--missing", action="store_true",
-                       help="partitions never materialized (default: both kinds)")
-    again.add_argument("--here", action="store_true",
-                       help="run them now from this process instead of through the daemon")
+    again.add_argument(
+        "--failed",
+        action="store_true",
+        help="partitions whose latest run failed (infra_error included)",
+    )
+    again.add_argument(
+        "--missing", action="store_true", help="partitions never materialized (default: both kinds)"
+    )
+    again.add_argument(
+        "--here",
+        action="store_true",
+        help="run them now from this process instead of through the daemon",
+    )
     again.add_argument("--dry-run", action="store_true", help="only list the partitions")
     for sub in (run, again):
-        sub.add_argument("--settings", "--setting", nargs="+", choices=SETTING_NAMES,
-                         help="only these settings (default: all three)")
-        sub.add_argument("--concurrency", type=int, default=4,
-                         help="partitions materialized at once (default: 4)")
+        sub.add_argument(
+            "--settings",
+            "--setting",
+            nargs="+",
+            choices=SETTING_NAMES,
+            help="only these settings (default: all three)",
+        )
+        sub.add_argument(
+            "--concurrency",
+            type=int,
+            default=4,
+            help="partitions materialized at once (default: 4)",
+        )
     args = parser.parse_args(argv)
     sys.exit({"materialize": materialize, "backfill": backfill}[args.command](args))
 

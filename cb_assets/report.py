@@ -153,8 +153,12 @@ def _retries_truth(inputs: ReportInputs) -> Truth:
         return Truth("infra_retried", truth, NOT_CHECKED, "no run_attempts recorded yet")
     infra = attempts[attempts["classification"] == "infra_error"]
     if infra.empty:
-        return Truth("infra_retried", truth, NOT_CHECKED,
-                     f"no infrastructure failure among {len(attempts)} attempts: nothing to check")
+        return Truth(
+            "infra_retried",
+            truth,
+            NOT_CHECKED,
+            f"no infrastructure failure among {len(attempts)} attempts: nothing to check",
+        )
     per_run = attempts.groupby(["partition", "dagster_run_id"])
     unretried, short = [], []
     recovered = gave_up = 0
@@ -169,15 +173,24 @@ def _retries_truth(inputs: ReportInputs) -> Truth:
                     short.append(partition)
             elif i == len(group) - 1:
                 unretried.append(partition)
-        if group.iloc[-1]["classification"] != "infra_error" and (
-                group["classification"] == "infra_error").any():
+        if (
+            group.iloc[-1]["classification"] != "infra_error"
+            and (group["classification"] == "infra_error").any()
+        ):
             recovered += 1
-    evidence = (f"{len(infra)} infra_error attempts over {infra['partition'].nunique()} "
-                f"partitions: {recovered} recovered on a retry, {gave_up} gave up after "
-                f"{MAX_ATTEMPTS} attempts tagged infra_error")
+    evidence = (
+        f"{len(infra)} infra_error attempts over {infra['partition'].nunique()} "
+        f"partitions: {recovered} recovered on a retry, {gave_up} gave up after "
+        f"{MAX_ATTEMPTS} attempts tagged infra_error"
+    )
     if unretried or short:
-        return Truth("infra_retried", truth, FAILED, f"{evidence}; not retried: "
-                     f"{_sample(unretried) or 'none'}; gave up early: {_sample(short) or 'none'}")
+        return Truth(
+            "infra_retried",
+            truth,
+            FAILED,
+            f"{evidence}; not retried: "
+            f"{_sample(unretried) or 'none'}; gave up early: {_sample(short) or 'none'}",
+        )
     return Truth("infra_retried", truth, VERIFIED, evidence)
 
 

@@ -89,7 +89,12 @@ def count_messages(conversation_file: Path, root: Path | None = None) -> int | N
 
 
 def result_rows(
-    pair_dir: Path, pair: Pair, setting: Setting, *, ran: bool, logs_root: Path | None = None,
+    pair_dir: Path,
+    pair: Pair,
+    setting: Setting,
+    *,
+    ran: bool,
+    logs_root: Path | None = None,
     image_digest: str | None = None,
 ) -> list[dict[str, Any]]:
     """One row per agent of the result in `pair_dir`, checked against the expected pair."""

@@ -50,8 +50,7 @@ def fault_for(seed: str, run_key: str, rates: dict[str, float]) -> str | None:
 def _count_attempt(log_dir: Path, agent_id: str) -> int:
     """1 for the first call for this pair-run and agent, 2 for the next, …"""
     logs_root, run_name = log_dir.parents[4], log_dir.parents[3].name
-    counter = logs_root / "_faults" / run_name / "-".join(
-        [*log_dir.parts[-3:], agent_id])
+    counter = logs_root / "_faults" / run_name / "-".join([*log_dir.parts[-3:], agent_id])
     counter.parent.mkdir(parents=True, exist_ok=True)
     with open(counter, "ab") as f:
         f.write(b".")

@@ -124,14 +124,27 @@ class FlakyRunner:
     status `Error` with the error text and the cost spent so far.
     """
 
-    def run(self, task: str, image: str, *, agent_id: str = "agent",
-            log_dir: str | None = None, **kwargs: Any) -> AgentResult:
+    def run(
+        self,
+        task: str,
+        image: str,
+        *,
+        agent_id: str = "agent",
+        log_dir: str | None = None,
+        **kwargs: Any,
+    ) -> AgentResult:
         from cb_assets.agents.faults import FAULT_COST, inject_fault
 
         result = OracleRunner().run(task, image, agent_id=agent_id, log_dir=log_dir, **kwargs)
         if agent_id in ("solo", "agent1") and log_dir:
             error = inject_fault(Path(log_dir), agent_id)
             if error is not None:
-                return AgentResult(status="Error", patch="", cost=FAULT_COST, steps=result.steps,
-                                   sent_messages=result.sent_messages, error=error)
+                return AgentResult(
+                    status="Error",
+                    patch="",
+                    cost=FAULT_COST,
+                    steps=result.steps,
+                    sent_messages=result.sent_messages,
+                    error=error,
+                )
         return result

@@ -17,8 +17,10 @@ def test_schedule_is_deterministic_and_follows_the_rates() -> None:
     assert first != [fault_for("8", k, rates) for k in keys]
 
 
-@pytest.mark.parametrize(("text", "message"), [("flood=0.1", "unknown fault"),
-                                               ("transient=0.8,agent=0.5", "more than 1")])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("flood=0.1", "unknown fault"), ("transient=0.8,agent=0.5", "more than 1")],
+)
 def test_bad_rates_are_clear(text: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         parse_rates(text)

@@ -60,8 +60,14 @@ def _read_existing(result_file: Path, logs_root: Path) -> dict | None:
     return data
 
 
-def _attempt(context: dg.AssetExecutionContext, runner: CooperBenchRunner, db_path: Path,
-             pair: Pair, setting: Setting, force: bool) -> Verdict:
+def _attempt(
+    context: dg.AssetExecutionContext,
+    runner: CooperBenchRunner,
+    db_path: Path,
+    pair: Pair,
+    setting: Setting,
+    force: bool,
+) -> Verdict:
     """Run one attempt through upstream, keep the previous attempt's files, record a row."""
     partition = context.partition_key
     pair_dir = runner.pair_dir(pair, setting.name)
@@ -69,52 +75,90 @@ def _attempt(context: dg.AssetExecutionContext, runner: CooperBenchRunner, db_pa
     number = attempts.next_attempt(db_path, partition)
     attempts.move_aside(logs_root, pair_dir)
     started = attempts.now()
-    process_log = logs_root / attempts.ATTEMPTS_DIR / "process-logs" / pair_dir.relative_to(
-        logs_root).with_suffix(f".{number}.log")
+    process_log = (
+        logs_root
+        / attempts.ATTEMPTS_DIR
+        / "process-logs"
+        / pair_dir.relative_to(logs_root).with_suffix(f".{number}.log")
+    )
     exit_code, timed_out, log_text, result = None, False, "", None
     try:
         if setting.messaging:
             runner.check_redis()
-        context.log.info(f"attempt {number}: running {pair.key} ({setting.name}) "
-                         f"with {runner.agent}")
+        context.log.info(
+            f"attempt {number}: running {pair.key} ({setting.name}) with {runner.agent}"
+        )
         launched = runner.run_pair(pair, setting.name, force=force, log_path=process_log)
         exit_code, timed_out, log_text = launched.exit_code, launched.timed_out, launched.log_tail()
         try:
             result = _read_existing(pair_dir / "result.json", logs_root)
         except ResultFileError as exc:  # a half-written file from a crashed process
             log_text += f"\n{exc}"
-        verdict = classify(exit_code=exit_code, timed_out=timed_out, log_text=log_text,
-                           result=result, patterns=runner.failure_patterns())
+        verdict = classify(
+            exit_code=exit_code,
+            timed_out=timed_out,
+            log_text=log_text,
+            result=result,
+            patterns=runner.failure_patterns(),
+        )
     except RedisUnavailableError as exc:
         log_text = str(exc)
         verdict = Verdict(INFRA_ERROR, "redis", str(exc))
     final = not verdict.retryable or context.retry_number >= MAX_ATTEMPTS - 1
     cost, tokens_in, tokens_out = attempts.spend(result)
     attempts.mark(pair_dir, number, context.run_id)
-    attempts.append(db_path, {
-        "partition": partition, "pair": pair.key, "setting": setting.name, "attempt": number,
-        "dagster_run_id": context.run_id, "retry_number": context.retry_number,
-        "started_at": started, "ended_at": attempts.now(),
-        "classification": verdict.classification, "rule": verdict.rule,
-        "detail": scrub(verdict.detail, os.environ), "final": final, "exit_code": exit_code,
-        "timed_out": timed_out, "cost": cost, "input_tokens": tokens_in,
-        "output_tokens": tokens_out, "log_dir": str(pair_dir),
-        "log_excerpt": scrub(log_text[-2000:], os.environ),
-    })
-    context.log_event(dg.AssetMaterialization(
-        "run_attempts", partition=None,
-        metadata={"partition": partition, "attempt": number,
-                  "classification": verdict.classification, "rule": verdict.rule},
-    ))
+    attempts.append(
+        db_path,
+        {
+            "partition": partition,
+            "pair": pair.key,
+            "setting": setting.name,
+            "attempt": number,
+            "dagster_run_id": context.run_id,
+            "retry_number": context.retry_number,
+            "started_at": started,
+            "ended_at": attempts.now(),
+            "classification": verdict.classification,
+            "rule": verdict.rule,
+            "detail": scrub(verdict.detail, os.environ),
+            "final": final,
+            "exit_code": exit_code,
+            "timed_out": timed_out,
+            "cost": cost,
+            "input_tokens": tokens_in,
+            "output_tokens": tokens_out,
+            "log_dir": str(pair_dir),
+            "log_excerpt": scrub(log_text[-2000:], os.environ),
+        },
+    )
+    context.log_event(
+        dg.AssetMaterialization(
+            "run_attempts",
+            partition=None,
+            metadata={
+                "partition": partition,
+                "attempt": number,
+                "classification": verdict.classification,
+                "rule": verdict.rule,
+            },
+        )
+    )
     if verdict.retryable:
-        summary = f"infra_error on attempt {number} of {pair.key} ({setting.name}): " \
-                  f"{verdict.rule}: {scrub(verdict.detail, os.environ)}"
+        summary = (
+            f"infra_error on attempt {number} of {pair.key} ({setting.name}): "
+            f"{verdict.rule}: {scrub(verdict.detail, os.environ)}"
+        )
         if final:
             context.instance.add_run_tags(context.run_id, {"cb_assets/classification": INFRA_ERROR})
-            raise dg.Failure(description=f"{summary}; giving up after {MAX_ATTEMPTS} attempts",
-                             metadata={"classification": INFRA_ERROR, "rule": verdict.rule,
-                                       "process_log": dg.MetadataValue.path(str(process_log))},
-                             allow_retries=False)
+            raise dg.Failure(
+                description=f"{summary}; giving up after {MAX_ATTEMPTS} attempts",
+                metadata={
+                    "classification": INFRA_ERROR,
+                    "rule": verdict.rule,
+                    "process_log": dg.MetadataValue.path(str(process_log)),
+                },
+                allow_retries=False,
+            )
         raise InfrastructureFailure(summary)
     return verdict
 
@@ -128,7 +172,9 @@ def _attempt(context: dg.AssetExecutionContext, runner: CooperBenchRunner, db_pa
     metadata={"partition_expr": {"pair": "pair", "setting": "setting"}},
 )
 def run_results(
-    context: dg.AssetExecutionContext, config: RunResultsConfig, runner: CooperBenchRunner,
+    context: dg.AssetExecutionContext,
+    config: RunResultsConfig,
+    runner: CooperBenchRunner,
     duckdb: DuckDBResource,
 ) -> pd.DataFrame:
     """One row per agent of one pair in one setting, from upstream's result.json.
@@ -146,9 +192,17 @@ def run_results(
         pair_dir = runner.pair_dir(pair, setting.name)
         result_file = pair_dir / "result.json"
         existing = _read_existing(result_file, Path(runner.logs_dir))
-        verdict = None if existing is None else classify(
-            exit_code=None, timed_out=False, log_text="", result=existing,
-            patterns=runner.failure_patterns())
+        verdict = (
+            None
+            if existing is None
+            else classify(
+                exit_code=None,
+                timed_out=False,
+                log_text="",
+                result=existing,
+                patterns=runner.failure_patterns(),
+            )
+        )
         ran = config.force or verdict is None or verdict.retryable
         if ran:
             verdict = _attempt(context, runner, Path(duckdb.database), pair, setting, config.force)
@@ -158,16 +212,21 @@ def run_results(
         raise dg.Failure(description=str(exc), allow_retries=False) from None
 
     frame = rows_to_frame(
-        [{**r, "classification": verdict.classification, "classification_rule": verdict.rule}
-         for r in rows]
+        [
+            {**r, "classification": verdict.classification, "classification_rule": verdict.rule}
+            for r in rows
+        ]
     )
-    context.add_output_metadata({
-        "ran": ran,
-        "classification": verdict.classification,
-        "statuses": ", ".join(sorted(frame["status"].astype(str))),
-        "cost": float(frame["cost"].sum()),
-        "messages_sent": None if pd.isna(frame["messages_sent"].iloc[0])
-        else int(frame["messages_sent"].iloc[0]),
-        "result_file": dg.MetadataValue.path(str(result_file)),
-    })
+    context.add_output_metadata(
+        {
+            "ran": ran,
+            "classification": verdict.classification,
+            "statuses": ", ".join(sorted(frame["status"].astype(str))),
+            "cost": float(frame["cost"].sum()),
+            "messages_sent": None
+            if pd.isna(frame["messages_sent"].iloc[0])
+            else int(frame["messages_sent"].iloc[0]),
+            "result_file": dg.MetadataValue.path(str(result_file)),
+        }
+    )
     return frame

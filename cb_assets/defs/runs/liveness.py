@@ -17,7 +17,8 @@ PID_TAG, HOST_TAG = "cb_assets/pid", "cb_assets/host"
 
 def tag_current_process(context: dg.AssetExecutionContext) -> None:
     context.instance.add_run_tags(
-        context.run_id, {PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()})
+        context.run_id, {PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
+    )
 
 
 def _alive(pid: int) -> bool:
@@ -42,7 +43,10 @@ def fail_dead_runs(instance: dg.DagsterInstance) -> list[str]:
         pid, run_host = run.tags.get(PID_TAG), run.tags.get(HOST_TAG)
         if pid is None or run_host != host or _alive(int(pid)):
             continue
-        instance.report_run_failed(run, f"the process executing this run (pid {pid}) died "
-                                        "without reporting; marked failed by cb_assets")
+        instance.report_run_failed(
+            run,
+            f"the process executing this run (pid {pid}) died "
+            "without reporting; marked failed by cb_assets",
+        )
         reaped.append(run.run_id)
     return reaped

@@ -7,8 +7,8 @@ import redis
 
 from cb_assets import config
 from cb_assets.dataset import Pair
-from cb_assets.failures import Pattern, load_patterns
 from cb_assets.defs.benchmark.resources import BenchmarkDataset, default_dataset
+from cb_assets.failures import Pattern, load_patterns
 from cb_assets.runner.command import RunSpec, pair_log_dir, run_argv
 from cb_assets.runner.launch import LaunchResult, child_env, launch
 from cb_assets.settings import get_setting
@@ -37,8 +37,9 @@ class CooperBenchRunner(dg.ConfigurableResource):
     failure_patterns_file: str | None = None
 
     def failure_patterns(self) -> tuple[Pattern, ...]:
-        return load_patterns(Path(self.failure_patterns_file) if self.failure_patterns_file
-                             else None)
+        return load_patterns(
+            Path(self.failure_patterns_file) if self.failure_patterns_file else None
+        )
 
     def spec(self) -> RunSpec:
         return RunSpec(

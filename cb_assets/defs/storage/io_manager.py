@@ -47,8 +47,9 @@ class AtomicDuckDbClient(DuckDbClient):
 
 
 class EvolvingPandasTypeHandler(DuckDBPandasTypeHandler):
-    def handle_output(self, context: dg.OutputContext, table_slice: TableSlice, obj: Any,
-                      connection) -> None:
+    def handle_output(
+        self, context: dg.OutputContext, table_slice: TableSlice, obj: Any, connection
+    ) -> None:
         table = f"{table_slice.schema}.{table_slice.table}"
         exists = connection.execute(
             "select 1 from information_schema.tables where table_schema = ? and table_name = ?",
