@@ -11,6 +11,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -184,6 +185,27 @@ def platform_env(
     }
 
 
+@contextmanager
+def open_platform(
+    root: Path,
+    lite_dataset: Path,
+    redis_url: str,
+    fork_socket: Path,
+    mp: pytest.MonkeyPatch,
+    n_pairs: int = 2,
+    launcher: str = "forkserver",
+) -> Iterator[Platform]:
+    """A platform over the first `n_pairs` lite pairs, configured by environment as users
+    configure it, with its own DuckDB file and Dagster instance under `root`."""
+    dataset = make_subset_dataset(lite_dataset, root / "dataset", n_pairs)
+    for key, value in platform_env(root, dataset, redis_url, launcher=launcher).items():
+        mp.setenv(key, value)
+    mp.setenv("CB_FORKSERVER_SOCKET", str(fork_socket))
+    (root / "dagster").mkdir(parents=True)
+    with dg.instance_for_test(temp_dir=str(root / "dagster")) as instance:
+        yield Platform(root=root, dataset_dir=dataset, instance=instance)
+
+
 @pytest.fixture
 def make_platform(
     tmp_path: Path,
@@ -192,23 +214,25 @@ def make_platform(
     fork_socket: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator:
-    """Factory: a platform over the first N lite pairs, with its own DuckDB and instance."""
-    made: list[Platform] = []
-    instances = []
+    """Factory of platforms for one test (see `open_platform`)."""
+    with ExitStack() as stack:
 
-    def make(n_pairs: int = 2, launcher: str = "forkserver") -> Platform:
-        root = tmp_path / f"platform{len(made)}"
-        dataset = make_subset_dataset(lite_dataset, root / "dataset", n_pairs)
-        for key, value in platform_env(root, dataset, redis_url, launcher=launcher).items():
-            monkeypatch.setenv(key, value)
-        monkeypatch.setenv("CB_FORKSERVER_SOCKET", str(fork_socket))
-        (root / "dagster").mkdir(parents=True)
-        ctx = dg.instance_for_test(temp_dir=str(root / "dagster"))
-        instances.append(ctx)
-        platform = Platform(root=root, dataset_dir=dataset, instance=ctx.__enter__())
-        made.append(platform)
-        return platform
+        def make(n_pairs: int = 2, launcher: str = "forkserver") -> Platform:
+            root = tmp_path / f"platform{len(stack._exit_callbacks)}"
+            return stack.enter_context(
+                open_platform(
+                    root, lite_dataset, redis_url, fork_socket, monkeypatch, n_pairs, launcher
+                )
+            )
 
-    yield make
-    for ctx in instances:
-        ctx.__exit__(None, None, None)
+        yield make
+
+
+def run_results_meta(result: dg.ExecuteInProcessResult) -> dict:
+    """Metadata values of the run_results materialization (not run_attempts') of a run."""
+    [meta] = [
+        m.metadata
+        for m in result.asset_materializations_for_node("run_results")
+        if m.asset_key == dg.AssetKey("run_results")
+    ]
+    return {k: v.value for k, v in meta.items()}

@@ -106,7 +106,7 @@ def _attempt(
         verdict = Verdict(INFRA_ERROR, "redis", str(exc))
     final = not verdict.retryable or context.retry_number >= MAX_ATTEMPTS - 1
     cost, tokens_in, tokens_out = attempts.spend(result)
-    attempts.mark(pair_dir, number, context.run_id)
+    attempts.mark(pair_dir, number, context.run.run_id)
     attempts.append(
         db_path,
         {
@@ -114,7 +114,7 @@ def _attempt(
             "pair": pair.key,
             "setting": setting.name,
             "attempt": number,
-            "dagster_run_id": context.run_id,
+            "dagster_run_id": context.run.run_id,
             "retry_number": context.retry_number,
             "started_at": started,
             "ended_at": attempts.now(),
@@ -149,7 +149,9 @@ def _attempt(
             f"{verdict.rule}: {scrub(verdict.detail, os.environ)}"
         )
         if final:
-            context.instance.add_run_tags(context.run_id, {"cb_assets/classification": INFRA_ERROR})
+            context.instance.add_run_tags(
+                context.run.run_id, {"cb_assets/classification": INFRA_ERROR}
+            )
             raise dg.Failure(
                 description=f"{summary}; giving up after {MAX_ATTEMPTS} attempts",
                 metadata={

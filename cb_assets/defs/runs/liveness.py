@@ -17,7 +17,7 @@ PID_TAG, HOST_TAG = "cb_assets/pid", "cb_assets/host"
 
 def tag_current_process(context: dg.AssetExecutionContext) -> None:
     context.instance.add_run_tags(
-        context.run_id, {PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
+        context.run.run_id, {PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
     )
 
 

@@ -6,6 +6,7 @@ import dagster as dg
 import pytest
 
 from cb_assets.dataset import parse_pair_key
+from cb_assets_tests.conftest import run_results_meta
 
 SETTINGS = ("solo", "coop-comm", "coop-nocomm")
 
@@ -43,8 +44,7 @@ def test_one_partition_of_each_setting_runs_through_the_real_runner(platform) ->
     pair = first_pair(platform)
     for setting in SETTINGS:
         result = platform.materialize(["run_results"], key(pair, setting), raise_on_error=True)
-        meta = result.asset_materializations_for_node("run_results")[0].metadata
-        assert meta["ran"].value is True
+        assert run_results_meta(result)["ran"] is True
         upstream = json.loads(result_file(platform, pair, setting).read_text())
         assert (
             upstream["agent_framework"] == "oracle" and upstream["run_name"] == f"oracle-{setting}"
@@ -81,7 +81,7 @@ def test_existing_result_is_ingested_without_rerun_and_force_reruns(platform) ->
     mtime = path.stat().st_mtime_ns
 
     again = platform.materialize(["run_results"], key(pair, "solo"), raise_on_error=True)
-    assert again.asset_materializations_for_node("run_results")[0].metadata["ran"].value is False
+    assert run_results_meta(again)["ran"] is False
     assert path.stat().st_mtime_ns == mtime
     assert platform.query("select run_id from run_results") == [(first_run_id,)]
 
@@ -91,21 +91,29 @@ def test_existing_result_is_ingested_without_rerun_and_force_reruns(platform) ->
         raise_on_error=True,
         run_config={"ops": {"run_results": {"config": {"force": True}}}},
     )
-    assert forced.asset_materializations_for_node("run_results")[0].metadata["ran"].value is True
+    assert run_results_meta(forced)["ran"] is True
     new_run_id = json.loads(path.read_text())["run_id"]
     assert new_run_id != first_run_id
     assert platform.query("select run_id from run_results") == [(new_run_id,)]
 
 
-def test_result_with_an_agent_error_is_rerun_like_upstream(platform) -> None:
+def test_existing_error_result_is_rerun_only_for_infrastructure(platform) -> None:
+    """Upstream reruns every `Error`; the platform reruns only infrastructure errors, since an
+    agent that failed on its own merits is a result."""
     pair = first_pair(platform)
     platform.materialize(["run_results"], key(pair, "coop-nocomm"), raise_on_error=True)
     path = result_file(platform, pair, "coop-nocomm")
     data = json.loads(path.read_text())
-    data["agents"]["agent1"]["status"] = "Error"
+    data["agents"]["agent1"].update(status="Error", error="ValueError: gave up on the task")
     path.write_text(json.dumps(data))
-    result = platform.materialize(["run_results"], key(pair, "coop-nocomm"), raise_on_error=True)
-    assert result.asset_materializations_for_node("run_results")[0].metadata["ran"].value is True
+    kept = platform.materialize(["run_results"], key(pair, "coop-nocomm"), raise_on_error=True)
+    assert run_results_meta(kept)["ran"] is False
+    assert run_results_meta(kept)["classification"] == "agent_error"
+
+    data["agents"]["agent1"]["error"] = "litellm.RateLimitError: 429 Too Many Requests"
+    path.write_text(json.dumps(data))
+    rerun = platform.materialize(["run_results"], key(pair, "coop-nocomm"), raise_on_error=True)
+    assert run_results_meta(rerun)["ran"] is True
     assert platform.query("select distinct status from run_results") == [("Submitted",)]
 
 
@@ -138,7 +146,11 @@ def test_unreachable_redis_fails_before_any_agent_starts(platform, monkeypatch) 
     assert (
         "Redis at redis://127.0.0.1:1 is unreachable" in failure.event_specific_data.error.message
     )
-    assert not result_file(platform, pair, "coop-comm").parent.exists()
+    assert not result_file(platform, pair, "coop-comm").exists()  # no agent ever started
+    # Redis being down is an infrastructure failure: retried, then given up on
+    assert platform.query(
+        "select list(rule order by attempt), list(final order by attempt) from run_attempts"
+    ) == [(["redis"] * 3, [False, False, True])]
 
 
 def test_subprocess_launcher_runs_the_wrapped_cli(make_platform) -> None:

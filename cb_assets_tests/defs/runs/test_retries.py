@@ -1,0 +1,141 @@
+"""Fault injection through the real runner: what is retried, what is not, what is kept."""
+
+import json
+from collections import Counter
+
+import dagster as dg
+import pytest
+
+from cb_assets.agents.faults import FAULT_COST, fault_for, parse_rates
+from cb_assets.dataset import parse_pair_key
+from cb_assets.settings import SETTING_NAMES, get_setting
+from cb_assets_tests.conftest import open_platform
+
+RATES = "transient=0.25,crash=0.15,permanent=0.15,agent=0.15"
+EXPECTED_ATTEMPTS = {None: 1, "agent": 1, "transient": 2, "crash": 2, "permanent": 3}
+
+
+def run_key(pair: str, setting: str) -> str:
+    p = parse_pair_key(pair)
+    return f"flaky-{setting}/{get_setting(setting).upstream}/{p.repo}/{p.task_id}/{p.features_dir}"
+
+
+@pytest.fixture(scope="module")
+def flaky(tmp_path_factory, lite_dataset, redis_url, fork_socket):
+    with (
+        pytest.MonkeyPatch.context() as mp,
+        open_platform(
+            tmp_path_factory.mktemp("flaky"), lite_dataset, redis_url, fork_socket, mp, n_pairs=8
+        ) as platform,
+    ):
+        mp.setenv("CB_AGENT", "flaky")
+        mp.setenv("CB_EXPERIMENT", "flaky")
+        mp.setenv("CB_FLAKY_RATES", RATES)
+        yield run_schedule(platform, mp)
+
+
+def run_schedule(platform, mp):
+    assert platform.materialize(["benchmark_pairs"]).success
+    pairs = [r[0] for r in platform.query("select pair from benchmark_pairs order by pair")]
+    keys = [(p, s) for p in pairs for s in SETTING_NAMES]
+    rates = parse_rates(RATES)
+    # the first seed whose schedule holds every kind of fault: deterministic, and no luck needed
+    seed = next(
+        str(s)
+        for s in range(100)
+        if {fault_for(str(s), run_key(*k), rates) for k in keys} >= set(EXPECTED_ATTEMPTS)
+    )
+    mp.setenv("CB_FLAKY_SEED", seed)
+    schedule = {k: fault_for(seed, run_key(*k), rates) for k in keys}
+    outcomes = {}
+    for pair, setting in keys:
+        key = dg.MultiPartitionKey({"pair": pair, "setting": setting})
+        outcomes[(pair, setting)] = platform.materialize(["run_results"], key)
+    return platform, schedule, outcomes
+
+
+def test_retries_follow_the_taxonomy(flaky) -> None:
+    platform, schedule, outcomes = flaky
+    attempts = platform.query(
+        "select pair, setting, list(classification order by attempt), "
+        "list(rule order by attempt), list(final order by attempt) "
+        "from run_attempts group by all"
+    )
+    by_key = {(p, s): (c, r, f) for p, s, c, r, f in attempts}
+    for key, fault in schedule.items():
+        classes, rules, finals = by_key[key]
+        assert len(classes) == EXPECTED_ATTEMPTS[fault], (key, fault, classes)
+        result = outcomes[key]
+        if fault == "permanent":
+            assert not result.success
+            assert classes == ["infra_error"] * 3 and finals == [False, False, True]
+            assert rules == ["connection"] * 3
+            run = platform.instance.get_run_by_id(result.run_id)
+            assert run.tags["cb_assets/classification"] == "infra_error"
+        elif fault in ("transient", "crash"):
+            assert result.success
+            assert classes == ["infra_error", "submitted"]
+            assert rules[0] == ("llm-server-error" if fault == "transient" else "runner-crash")
+        elif fault == "agent":
+            assert result.success and classes == ["agent_error"] and finals == [True]
+        else:
+            assert result.success and classes == ["submitted"]
+    # exactly one row per attempt made, none lost, none doubled
+    total = platform.query("select count(*) from run_attempts")[0][0]
+    assert total == sum(EXPECTED_ATTEMPTS[f] for f in schedule.values())
+    assert (
+        platform.query(
+            "select count(*) from (select partition, attempt from run_attempts "
+            "group by all having count(*) > 1)"
+        )[0][0]
+        == 0
+    )
+
+
+def test_agent_errors_are_results_and_failed_partitions_hold_no_rows(flaky) -> None:
+    platform, schedule, _ = flaky
+    rows = dict(
+        ((p, s), c)
+        for p, s, c in platform.query(
+            "select pair, setting, any_value(classification) from run_results group by all"
+        )
+    )
+    for key, fault in schedule.items():
+        if fault == "permanent":
+            assert key not in rows
+        elif fault == "agent":
+            assert rows[key] == "agent_error"
+        else:
+            assert rows[key] == "submitted"
+
+
+def test_every_attempts_files_and_cost_are_kept(flaky) -> None:
+    platform, schedule, _ = flaky
+    archive = platform.logs_dir / "_attempts"
+    for (pair, setting), fault in schedule.items():
+        p = parse_pair_key(pair)
+        base = (
+            archive
+            / f"flaky-{setting}"
+            / get_setting(setting).upstream
+            / p.repo
+            / str(p.task_id)
+            / p.features_dir
+        )
+        if fault == "transient":
+            kept = json.loads((base / "1" / "result.json").read_text())
+            blocks = [kept["agent"]] if "agent" in kept else list(kept["agents"].values())
+            assert "Error" in {b["status"] for b in blocks}
+        if fault == "permanent":
+            assert sorted(d.name for d in base.iterdir()) == ["1", "2"]  # 3rd is still in place
+    manifest_run = platform.materialize(["cost_manifest"])
+    assert manifest_run.success
+    manifest = json.loads((platform.data_dir / "results-manifest.json").read_text())
+    counts = Counter(schedule.values())
+    want = FAULT_COST * (counts["transient"] + 3 * counts["permanent"])
+    assert manifest["totals"]["failed_attempts_cost"] == pytest.approx(want)
+    assert manifest["totals"]["failed_attempts"] == (
+        counts["transient"] + counts["crash"] + 3 * counts["permanent"]
+    )
+    # final results' cost includes agent errors' spend, never failed attempts'
+    assert manifest["totals"]["cost_total"] == pytest.approx(FAULT_COST * counts["agent"])
