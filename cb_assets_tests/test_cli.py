@@ -72,3 +72,76 @@ def test_main_job_without_a_dataset_is_one_clear_line(tmp_path: Path) -> None:
     assert proc.returncode == 2
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "cooperbench prepare" in errors[0], proc.stderr
+
+
+def run_cli(args: list[str], env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "cb_assets.cli", *args],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+
+
+def cli_env(tmp_path: Path, dataset: Path, redis_url: str, fork_socket: Path, **extra) -> dict:
+    (tmp_path / "dagster").mkdir(exist_ok=True)
+    return {
+        **os.environ,
+        **platform_env(tmp_path, dataset, redis_url),
+        "DAGSTER_HOME": str(tmp_path / "dagster"),
+        "CB_FORKSERVER_SOCKET": str(fork_socket),
+        **extra,
+    }
+
+
+def test_eight_runs_at_once_lose_nothing(
+    tmp_path: Path, lite_dataset: Path, redis_url: str, fork_socket: Path
+) -> None:
+    dataset = make_subset_dataset(lite_dataset, tmp_path / "dataset", n_pairs=10)
+    env = cli_env(tmp_path, dataset, redis_url, fork_socket, CB_OFFLINE_AGENT_DELAY="0.5")
+    proc = run_cli(["materialize", "--concurrency", "8"], env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "30/30 partitions materialized" in proc.stdout and "FAIL" not in proc.stdout
+    with duckdb.connect(str(tmp_path / "data" / "cooperbench.duckdb"), read_only=True) as conn:
+        assert conn.execute(
+            "select count(*), count(distinct pair || setting) from run_results"
+        ).fetchone() == (50, 30)
+        assert conn.execute("select count(*) from run_attempts").fetchone() == (30,)
+
+
+def test_backfill_reruns_exactly_the_failed_partitions(
+    tmp_path: Path, lite_dataset: Path, redis_url: str, fork_socket: Path
+) -> None:
+    dataset = make_subset_dataset(lite_dataset, tmp_path / "dataset", n_pairs=4)
+    env = cli_env(
+        tmp_path,
+        dataset,
+        redis_url,
+        fork_socket,
+        CB_AGENT="flaky",
+        CB_EXPERIMENT="flaky",
+        CB_FLAKY_RATES="permanent=0.4",
+        CB_FLAKY_SEED="3",
+    )
+    first = run_cli(["materialize", "--settings", "solo", "coop-comm"], env)
+    failed = sorted(line.split()[2] for line in first.stdout.splitlines() if " FAIL " in line)
+    assert first.returncode == 1 and failed, first.stdout
+
+    dry = run_cli(["backfill", "--missing", "--dry-run"], env)
+    assert dry.returncode == 0, dry.stderr
+    listed = sorted(
+        line.split()[1] for line in dry.stdout.splitlines() if line.startswith("  missing")
+    )
+    assert len(listed) == 4 and all(k.endswith("|coop-nocomm") for k in listed)
+
+    env["CB_FLAKY_RATES"] = ""  # the outage is over
+    again = run_cli(["backfill", "--failed", "--here"], env)
+    assert again.returncode == 0, again.stdout + again.stderr
+    rerun = sorted(
+        line.split()[1] for line in again.stdout.splitlines() if line.startswith("  failed")
+    )
+    assert rerun == failed
+    assert f"{len(failed)}/{len(failed)} partitions materialized" in again.stdout
+    assert "no failed partitions" in run_cli(["backfill", "--failed"], env).stdout

@@ -1,0 +1,180 @@
+"""Killed runs, hostile inputs and secrets: nothing recorded is lost or leaked."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from cb_assets.backfill import partitions_needing_runs
+from cb_assets.dataset import parse_pair_key
+from cb_assets.defs.runs.liveness import PID_TAG, fail_dead_runs
+from cb_assets_tests.conftest import run_results_meta
+
+
+def key(pair: str, setting: str) -> str:
+    return dg.MultiPartitionKey({"pair": pair, "setting": setting})
+
+
+@pytest.fixture
+def platform(make_platform):
+    platform = make_platform(n_pairs=2)
+    assert platform.materialize(["benchmark_pairs"]).success
+    return platform
+
+
+def pairs_of(platform) -> list[str]:
+    return [r[0] for r in platform.query("select pair from benchmark_pairs order by pair")]
+
+
+def pair_dir(platform, pair: str, setting: str) -> Path:
+    p = parse_pair_key(pair)
+    upstream = "solo" if setting == "solo" else "coop"
+    return (
+        platform.logs_dir
+        / f"oracle-{setting}"
+        / upstream
+        / p.repo
+        / str(p.task_id)
+        / p.features_dir
+    )
+
+
+MATERIALIZE_ONE = """
+import sys, dagster as dg
+from cb_assets.definitions import defs
+d = defs()
+dg.materialize(list(d.assets), selection=["run_results"], partition_key=sys.argv[1],
+               instance=dg.DagsterInstance.get(), resources=d.resources,
+               run_config={"ops": {"run_results": {"config": {"force": True}}}})
+"""
+
+
+def test_sigkilled_run_reads_failed_keeps_its_rows_and_reruns(platform, tmp_path) -> None:
+    pair = pairs_of(platform)[0]
+    k = key(pair, "solo")
+    platform.materialize(["run_results"], k, raise_on_error=True)
+    before = platform.query("select * from run_results")
+
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(platform.root / "dagster"),
+        "CB_OFFLINE_AGENT_DELAY": "60",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-c", MATERIALIZE_ONE, k],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    run = None
+    while time.monotonic() < deadline and run is None:
+        for r in platform.instance.get_runs(
+            filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])
+        ):
+            if r.tags.get(PID_TAG) == str(proc.pid):
+                run = r
+        time.sleep(0.2)
+    assert run is not None, "the run never started"
+    time.sleep(2)  # well inside the agent's 60 s
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+    assert fail_dead_runs(platform.instance) == [run.run_id]
+    assert platform.instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.FAILURE
+    assert partitions_needing_runs(platform.instance, [k], failed=True, missing=False) == {
+        k: "failed"
+    }
+    assert platform.query("select * from run_results") == before  # old rows, no partial ones
+    time.sleep(1)
+    assert not (pair_dir(platform, pair, "solo") / "result.json").exists(), (
+        "the killed run's cooperbench child kept running"
+    )
+
+    rerun = platform.materialize(["run_results"], k, raise_on_error=True)
+    assert run_results_meta(rerun)["ran"] is True
+    assert platform.query("select count(*) from run_results") == [(1,)]
+    assert partitions_needing_runs(platform.instance, [k], failed=True, missing=True) == {}
+
+
+@pytest.mark.parametrize(
+    "damage", ["truncated", "wrong_types", "no_agent_block", "not_utf8", "huge", "symlink_outside"]
+)
+def test_malformed_result_names_the_path_and_touches_nothing_else(
+    platform, tmp_path, damage
+) -> None:
+    pairs = pairs_of(platform)
+    for pair in pairs:
+        platform.materialize(["run_results"], key(pair, "solo"), raise_on_error=True)
+    before = platform.query("select * from run_results order by pair")
+    path = pair_dir(platform, pairs[0], "solo") / "result.json"
+    data = json.loads(path.read_text())
+    if damage == "truncated":
+        path.write_text(path.read_text()[:57])
+    elif damage == "wrong_types":
+        data["agent"]["steps"] = "many"
+        path.write_text(json.dumps(data))
+    elif damage == "no_agent_block":
+        del data["agent"]
+        path.write_text(json.dumps(data))
+    elif damage == "not_utf8":
+        path.write_bytes(path.read_bytes().replace(b'"Submitted"', b'"Sub\xffmitted"'))
+    elif damage == "huge":
+        data["padding"] = "x" * 50_000_000
+        path.write_text(json.dumps(data))
+    elif damage == "symlink_outside":
+        outside = tmp_path / "elsewhere.json"
+        outside.write_text(json.dumps(data))
+        path.unlink()
+        path.symlink_to(outside)
+    snapshot = path.read_bytes() if not path.is_symlink() else None
+
+    result = platform.materialize(["run_results"], key(pairs[0], "solo"))
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.is_step_failure]
+    assert str(path) in failure.event_specific_data.error.message
+    assert platform.query("select * from run_results order by pair") == before
+    if snapshot is not None:
+        assert path.read_bytes() == snapshot  # the evidence is left as found
+    assert (
+        platform.query(
+            "select count(*) from run_attempts where pair = ?".replace("?", f"'{pairs[0]}'")
+        )[0][0]
+        == 1
+    )  # bad input is not retried or rerun
+    assert platform.materialize(["run_results"], key(pairs[1], "solo")).success
+
+
+def test_unknown_pair_key_is_a_clear_error(platform) -> None:
+    platform.instance.add_dynamic_partitions("pairs", ["not-a-pair"])
+    result = platform.materialize(["run_results"], key("not-a-pair", "solo"))
+    [failure] = [e for e in result.all_events if e.is_step_failure]
+    assert "invalid pair key 'not-a-pair'" in failure.event_specific_data.error.message
+
+
+def test_canary_api_key_is_recorded_nowhere(platform, monkeypatch) -> None:
+    canary = "sk-canary-7f3a9c1e5b2d4680"
+    monkeypatch.setenv("COHERE_API_KEY", canary)
+    monkeypatch.setenv("CB_AGENT", "flaky")
+    monkeypatch.setenv("CB_FLAKY_RATES", "transient=0.5,agent=0.5")
+    for pair in pairs_of(platform):
+        for setting in ("solo", "coop-comm", "coop-nocomm"):
+            platform.materialize(["run_results"], key(pair, setting))
+    assert platform.materialize(["cost_manifest", "verification_report"]).success
+    assert platform.query("select count(*) from run_attempts")[0][0] >= 6
+    leaks = [
+        str(p)
+        for p in platform.root.rglob("*")
+        if p.is_file() and not p.is_symlink() and canary.encode() in p.read_bytes()
+    ]
+    assert leaks == []
+    for run in platform.instance.get_runs():
+        assert canary not in json.dumps(run.run_config) + json.dumps(dict(run.tags))
+        for record in platform.instance.all_logs(run.run_id):
+            assert canary not in str(record)
