@@ -120,12 +120,13 @@ def _setup(settings: list[str]):
 def _finish(d, instance, started: float, keys: list[str], failed: list[str]) -> int:
     import dagster as dg
 
+    from cb_assets.defs.reports.assets import REPORT_SELECTION
     from cb_assets.runner.forkserver import stop_server
 
     stop_server(d.resources["runner"].fork_socket())
     final = dg.materialize(
-        list(d.assets),
-        selection=["cost_manifest", "verification_report"],
+        [*d.assets, *(d.asset_checks or [])],
+        selection=REPORT_SELECTION,
         instance=instance,
         resources=d.resources,
         raise_on_error=False,

@@ -59,6 +59,23 @@ def _complete_pairs(results: pd.DataFrame, setting: str) -> set[str]:
     return set(ok[ok].index)
 
 
+def _setting_key(setting: str) -> str:
+    return f"{setting.replace('-', '_')}_complete"  # truth keys double as asset check names
+
+
+TRUTH_KEYS = (
+    "dataset_loaded",
+    "images_present",
+    "smoke_run",
+    "solo_complete",
+    "coop_comm_complete",
+    "coop_nocomm_complete",
+    "messaging_recorded",
+    "infra_retried",
+    "cost_tracked",
+)
+
+
 def _setting_truth(inputs: ReportInputs, setting: str) -> Truth:
     expected = inputs.expected_pairs
     done = _complete_pairs(inputs.results, setting)
@@ -66,7 +83,7 @@ def _setting_truth(inputs: ReportInputs, setting: str) -> Truth:
     truth = f"{setting} is complete on the {inputs.subset} subset"
     if not expected:
         return Truth(
-            f"{setting}_complete", truth, NOT_CHECKED, "no pairs loaded: run benchmark_pairs"
+            _setting_key(setting), truth, NOT_CHECKED, "no pairs loaded: run benchmark_pairs"
         )
     rows = inputs.results[inputs.results["setting"] == setting]
     statuses = ", ".join(f"{s} {n}" for s, n in rows["status"].value_counts().items()) or "none"
@@ -76,12 +93,12 @@ def _setting_truth(inputs: ReportInputs, setting: str) -> Truth:
     )
     if missing:
         return Truth(
-            f"{setting}_complete",
+            _setting_key(setting),
             truth,
             FAILED,
             f"{evidence}; missing or broken: {_sample(missing)}",
         )
-    return Truth(f"{setting}_complete", truth, VERIFIED, evidence)
+    return Truth(_setting_key(setting), truth, VERIFIED, evidence)
 
 
 def _smoke_truth(inputs: ReportInputs) -> Truth:
@@ -227,7 +244,7 @@ REQUIREMENTS = [
     (f"Smoke run of {SMOKE_PAIRS} pairs end to end", ["smoke_run"]),
     (
         "solo / coop-comm / coop-nocomm complete on the subset",
-        ["solo_complete", "coop-comm_complete", "coop-nocomm_complete", "messaging_recorded"],
+        ["solo_complete", "coop_comm_complete", "coop_nocomm_complete", "messaging_recorded"],
     ),
     ("Infrastructure failures retried and tagged", ["infra_retried"]),
     ("Cost tracked per run", ["cost_tracked"]),

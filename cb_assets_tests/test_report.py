@@ -4,6 +4,7 @@ from cb_assets.manifest import build_manifest
 from cb_assets.report import (
     FAILED,
     NOT_CHECKED,
+    TRUTH_KEYS,
     VERIFIED,
     ReportInputs,
     evaluate_truths,
@@ -65,6 +66,7 @@ def _verdicts(inputs: ReportInputs) -> dict[str, str]:
 
 def test_complete_experiment_verifies_what_it_can() -> None:
     verdicts = _verdicts(_inputs(_results()))
+    assert tuple(verdicts) == TRUTH_KEYS
     assert verdicts.pop("images_present") == NOT_CHECKED
     assert verdicts.pop("infra_retried") == NOT_CHECKED
     assert set(verdicts.values()) == {VERIFIED}
@@ -75,8 +77,8 @@ def test_a_lost_result_file_fails_its_setting_and_names_the_pair() -> None:
     lost = (results["pair"] == PAIRS[0]) & (results["setting"] == "coop-nocomm")
     results.loc[lost, "file_ok"] = False
     truths = {t.key: t for t in evaluate_truths(_inputs(results))}
-    assert truths["coop-nocomm_complete"].verdict == FAILED
-    assert PAIRS[0] in truths["coop-nocomm_complete"].evidence
+    assert truths["coop_nocomm_complete"].verdict == FAILED
+    assert PAIRS[0] in truths["coop_nocomm_complete"].evidence
     assert truths["solo_complete"].verdict == VERIFIED
     assert truths["smoke_run"].verdict == VERIFIED  # 5 other pairs are still complete
 

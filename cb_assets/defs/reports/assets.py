@@ -13,8 +13,24 @@ from cb_assets.defs.reports.tables import read_run_results, read_table
 from cb_assets.defs.runs.assets import run_results
 from cb_assets.defs.runs.resources import CooperBenchRunner
 from cb_assets.manifest import build_manifest, manifest_table
-from cb_assets.report import ReportInputs, evaluate_truths, render_report
+from cb_assets.report import (
+    FAILED,
+    TRUTH_KEYS,
+    VERIFIED,
+    ReportInputs,
+    evaluate_truths,
+    render_report,
+)
 from cb_assets.results import ResultFileError, read_json_file
+
+# Refresh while results change, even with partitions still missing or failed (the report
+# says so), at most once per tick of `report_refresh` (2 min): no storm during a backfill.
+REFRESH_ON_NEW_RESULTS = (
+    dg.AutomationCondition.any_deps_updated()
+    .ignore(dg.AssetSelection.assets("cost_manifest"))
+    .since_last_handled()
+    & ~dg.AutomationCondition.in_progress()
+).with_label("refresh when run results change")
 
 
 def manifest_path() -> Path:
@@ -25,7 +41,12 @@ def report_path() -> Path:
     return config.data_dir() / "verification-report.md"
 
 
-@dg.asset(deps=[run_results], group_name="reports", kinds={"duckdb", "json"})
+@dg.asset(
+    deps=[run_results],
+    group_name="reports",
+    kinds={"duckdb", "json"},
+    automation_condition=REFRESH_ON_NEW_RESULTS,
+)
 def cost_manifest(
     context: dg.AssetExecutionContext, duckdb: DuckDBResource, runner: CooperBenchRunner
 ) -> pd.DataFrame:
@@ -75,13 +96,18 @@ def _check_result_files(results: pd.DataFrame) -> tuple[pd.Series, dict[str, flo
     deps=[cost_manifest, run_results, benchmark_pairs],
     group_name="reports",
     kinds={"duckdb", "markdown"},
+    automation_condition=REFRESH_ON_NEW_RESULTS,
+    check_specs=[
+        dg.AssetCheckSpec(key, asset="verification_report", description=f"report truth `{key}`")
+        for key in TRUTH_KEYS
+    ],
 )
 def verification_report(
     context: dg.AssetExecutionContext,
     duckdb: DuckDBResource,
     runner: CooperBenchRunner,
     dataset: BenchmarkDataset,
-) -> pd.DataFrame:
+):
     """Which promises of the experiment hold, each verdict computed from the data.
 
     Written to `data/verification-report.md`; the truths are stored as a table.
@@ -111,12 +137,39 @@ def verification_report(
     truths = evaluate_truths(inputs)
     markdown = render_report(inputs, truths)
     report_path().write_text(markdown, encoding="utf-8")
-    verified = sum(t.verdict == "VERIFIED" for t in truths)
-    context.add_output_metadata(
-        {
+    verified = sum(t.verdict == VERIFIED for t in truths)
+    yield dg.Output(
+        pd.DataFrame([t.__dict__ for t in truths]),
+        metadata={
             "report_file": dg.MetadataValue.path(str(report_path())),
             "score": f"{verified}/{len(truths)}",
             "report": dg.MetadataValue.md(markdown),
-        }
+        },
     )
-    return pd.DataFrame([t.__dict__ for t in truths])
+    selected = {k.name for k in context.selected_asset_check_keys}
+    for truth in truths:  # one asset check per truth, so the UI shows each verdict
+        if truth.key not in selected:
+            continue
+        yield dg.AssetCheckResult(
+            check_name=truth.key,
+            passed=truth.verdict == VERIFIED,
+            severity=dg.AssetCheckSeverity.ERROR
+            if truth.verdict == FAILED
+            else dg.AssetCheckSeverity.WARN,
+            metadata={"verdict": truth.verdict, "truth": truth.truth, "evidence": truth.evidence},
+        )
+
+
+report_refresh = dg.AutomationConditionSensorDefinition(
+    "report_refresh",
+    target=dg.AssetSelection.assets(cost_manifest, verification_report),
+    minimum_interval_seconds=120,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Refreshes the manifest and the report as run results change, "
+    "at most once every 2 minutes.",
+)
+
+# The report assets together with the report's checks (selecting assets alone omits them).
+REPORT_SELECTION = dg.AssetSelection.assets(cost_manifest, verification_report) | (
+    dg.AssetSelection.checks_for_assets(verification_report)
+)

@@ -1,6 +1,58 @@
+import time
+from pathlib import Path
+
 import dagster as dg
 
+from cb_assets.defs.runs.assets import run_results
 from cb_assets.defs.runs.liveness import fail_dead_runs
+from cb_assets.defs.runs.partitions import pair_partitions
+from cb_assets.defs.runs.resources import CooperBenchRunner
+from cb_assets.result_scan import Cursor, scan
+
+MAX_REQUESTS_PER_TICK = 100
+SETTLE_SECONDS = 2.0  # a result.json younger than this may still be being written
+
+
+@dg.sensor(
+    target=[run_results],
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
+def new_results(context: dg.SensorEvaluationContext, runner: CooperBenchRunner):
+    """Turns result.json files that appear under the logs root from outside Dagster (a
+    `cooperbench run` elsewhere, copied in) into materializations of exactly their
+    partitions, which ingest them without rerunning. Incremental: a cursor over file
+    times; at most 100 requests per tick, the rest at the next."""
+    cursor = Cursor.loads(context.cursor)
+    found, new_cursor, deferred = scan(
+        Path(runner.logs_dir),
+        runner.experiment,
+        cursor,
+        limit=MAX_REQUESTS_PER_TICK,
+        settle_seconds=SETTLE_SECONDS,
+        now=time.time(),
+    )
+    known = set(context.instance.get_dynamic_partitions(pair_partitions.name))
+    requests = [
+        dg.RunRequest(
+            run_key=f"{f.pair_key}|{f.setting}@{f.mtime}",
+            partition_key=dg.MultiPartitionKey({"pair": f.pair_key, "setting": f.setting}),
+            tags={"cb_assets/launched_by": "new_results", "cb_assets/result_file": str(f.path)},
+        )
+        for f in found
+        if f.pair_key in known
+    ]
+    unknown = len(found) - len(requests)
+    note = (
+        f"{len(requests)} new result files"
+        + (f", {unknown} of pairs outside the subset" if unknown else "")
+        + (f", {deferred} left for the next tick" if deferred else "")
+    )
+    context.update_cursor(new_cursor.dumps())
+    if not requests:
+        return dg.SkipReason(note)
+    context.log.info(note)
+    return dg.SensorResult(run_requests=requests)
 
 
 @dg.sensor(minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)

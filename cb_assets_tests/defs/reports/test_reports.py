@@ -115,7 +115,22 @@ def test_report_verdict_turns_failed_when_a_result_file_is_removed(experiment) -
         / p.features_dir
         / "result.json"
     ).unlink()
-    assert platform.materialize(["verification_report"]).success
+    d = platform.defs()
+    result = dg.materialize(
+        [*d.assets, *d.asset_checks],
+        instance=platform.instance,
+        resources=d.resources,
+        selection=dg.AssetSelection.assets("verification_report")
+        | dg.AssetSelection.checks_for_assets("verification_report"),
+    )
+    checks = {
+        e.check_name: (e.passed, e.metadata["verdict"].value)
+        for e in result.get_asset_check_evaluations()
+    }
+    assert checks["solo_complete"] == (False, "FAILED")
+    assert checks["coop_comm_complete"] == (True, "VERIFIED")
+    assert checks["images_present"] == (False, "NOT CHECKED")
+    assert len(checks) == 9
     text = report.read_text()
     assert "| solo is complete on the test subset | FAILED |" in text
     assert f"missing or broken: {pairs[3]}" in text
