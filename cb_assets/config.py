@@ -70,3 +70,13 @@ def retry_delay_seconds() -> float:
 def failure_patterns_file() -> str | None:
     """A JSON list of extra failure patterns, checked before the built-in ones."""
     return os.environ.get("CB_FAILURE_PATTERNS") or None
+
+
+def sensor_interval_seconds() -> int:
+    """How often `new_results` looks for result files written outside Dagster."""
+    return int(os.environ.get("CB_SENSOR_INTERVAL_SECONDS", "30"))
+
+
+def report_refresh_seconds() -> int:
+    """The least time between two automatic refreshes of the manifest and the report."""
+    return int(os.environ.get("CB_REPORT_REFRESH_SECONDS", "120"))

@@ -24,7 +24,8 @@ from cb_assets.report import (
 from cb_assets.results import ResultFileError, read_json_file
 
 # Refresh while results change, even with partitions still missing or failed (the report
-# says so), at most once per tick of `report_refresh` (2 min): no storm during a backfill.
+# says so), at most once per tick of `report_refresh` (CB_REPORT_REFRESH_SECONDS, 2 min by
+# default): no storm of refreshes during a backfill.
 REFRESH_ON_NEW_RESULTS = (
     dg.AutomationCondition.any_deps_updated()
     .ignore(dg.AssetSelection.assets("cost_manifest"))
@@ -163,7 +164,7 @@ def verification_report(
 report_refresh = dg.AutomationConditionSensorDefinition(
     "report_refresh",
     target=dg.AssetSelection.assets(cost_manifest, verification_report),
-    minimum_interval_seconds=120,
+    minimum_interval_seconds=config.report_refresh_seconds(),
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Refreshes the manifest and the report as run results change, "
     "at most once every 2 minutes.",

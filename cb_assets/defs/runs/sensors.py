@@ -3,6 +3,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from cb_assets import config
 from cb_assets.defs.runs.assets import run_results
 from cb_assets.defs.runs.liveness import fail_dead_runs
 from cb_assets.defs.runs.partitions import pair_partitions
@@ -15,7 +16,7 @@ SETTLE_SECONDS = 2.0  # a result.json younger than this may still be being writt
 
 @dg.sensor(
     target=[run_results],
-    minimum_interval_seconds=30,
+    minimum_interval_seconds=config.sensor_interval_seconds(),
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
 def new_results(context: dg.SensorEvaluationContext, runner: CooperBenchRunner):

@@ -1,0 +1,190 @@
+"""new_results: result files written outside Dagster become exactly their partitions."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from cb_assets.config import PROJECT_ROOT
+from cb_assets.dataset import parse_pair_key
+from cb_assets.defs.runs.sensors import new_results
+from cb_assets.runner.command import RunSpec, run_argv
+from cb_assets.runner.forkserver import run_via_forkserver
+from cb_assets.runner.launch import child_env
+from cb_assets_tests.conftest import make_subset_dataset, platform_env
+
+
+def run_outside_dagster(
+    logs_dir: Path, dataset: Path, redis_url: str, fork_socket: Path, pair: str, settings: list[str]
+) -> None:
+    """What a researcher's own `cooperbench run` would leave behind, through the real runner."""
+    spec = RunSpec(
+        experiment="oracle",
+        agent="oracle",
+        model="oracle",
+        dataset_dir=dataset,
+        logs_dir=logs_dir,
+        redis_url=redis_url,
+    )
+    env = child_env(os.environ, {"CB_DATASET_DIR": str(dataset)})
+    for setting in settings:
+        out = run_via_forkserver(
+            fork_socket,
+            run_argv(spec, parse_pair_key(pair), setting),
+            env,
+            logs_dir.parent / f"external-{setting}.log",
+            120,
+        )
+        assert out.exit_code == 0, out.log_tail()
+
+
+def test_sensor_requests_exactly_the_new_partitions(make_platform, redis_url, fork_socket):
+    platform = make_platform(n_pairs=3)
+    assert platform.materialize(["benchmark_pairs"]).success
+    pairs = [r[0] for r in platform.query("select pair from benchmark_pairs order by pair")]
+    run_outside_dagster(
+        platform.logs_dir,
+        platform.dataset_dir,
+        redis_url,
+        fork_socket,
+        pairs[1],
+        ["solo", "coop-nocomm"],
+    )
+    time.sleep(2.1)  # past the settle time
+    d = platform.defs()
+    with dg.build_sensor_context(instance=platform.instance, resources=d.resources) as context:
+        result = new_results(context)
+        keys = sorted(r.partition_key for r in result.run_requests)
+        assert keys == [f"{pairs[1]}|coop-nocomm", f"{pairs[1]}|solo"]
+        cursor = context.cursor
+    with dg.build_sensor_context(
+        instance=platform.instance, resources=d.resources, cursor=cursor
+    ) as context:
+        assert isinstance(new_results(context), dg.SkipReason)
+    # the requested partitions ingest what is on disk instead of rerunning it
+    for key in keys:
+        ran = platform.materialize(["run_results"], key, raise_on_error=True)
+        meta = [
+            m.metadata
+            for m in ran.asset_materializations_for_node("run_results")
+            if m.asset_key == dg.AssetKey("run_results")
+        ][0]
+        assert meta["ran"].value is False
+
+
+def write_instance_yaml(home: Path) -> None:
+    (home / "dagster.yaml").write_text(
+        json.dumps(
+            {
+                "storage": {"sqlite": {"base_dir": str(home / "storage")}},
+                "run_coordinator": {
+                    "module": "dagster._core.run_coordinator",
+                    "class": "QueuedRunCoordinator",
+                    "config": {"max_concurrent_runs": 4},
+                },
+                "telemetry": {"enabled": False},
+            }
+        )
+    )
+
+
+def wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(1)
+    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def test_daemon_ingests_external_results_and_refreshes_reports(
+    tmp_path, lite_dataset, redis_url, fork_socket
+):
+    home = tmp_path / "dagster"
+    home.mkdir()
+    write_instance_yaml(home)
+    dataset = make_subset_dataset(lite_dataset, tmp_path / "dataset", n_pairs=2)
+    env = {
+        **os.environ,
+        **platform_env(tmp_path, dataset, redis_url),
+        "DAGSTER_HOME": str(home),
+        "CB_FORKSERVER_SOCKET": str(fork_socket),
+        "CB_SENSOR_INTERVAL_SECONDS": "5",
+        "CB_REPORT_REFRESH_SECONDS": "10",
+    }
+    seed = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import dagster as dg; from cb_assets.definitions import defs; d = defs(); "
+                "dg.materialize(list(d.assets), selection=['benchmark_pairs'], "
+                "instance=dg.DagsterInstance.get(), resources=d.resources)"
+            ),
+        ],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert seed.returncode == 0, seed.stderr[-2000:]
+    instance = dg.DagsterInstance.from_config(str(home))
+    pair = sorted(instance.get_dynamic_partitions("pairs"))[0]
+
+    daemon = subprocess.Popen(
+        [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", "workspace.yaml"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=open(tmp_path / "daemon.log", "wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        started = time.monotonic()
+        run_outside_dagster(
+            tmp_path / "data" / "logs",
+            dataset,
+            redis_url,
+            fork_socket,
+            pair,
+            ["solo", "coop-comm", "coop-nocomm"],
+        )
+        expected = {f"{pair}|{s}" for s in ("solo", "coop-comm", "coop-nocomm")}
+
+        def sensor_runs_done():
+            runs = instance.get_runs(
+                filters=dg.RunsFilter(tags={"cb_assets/launched_by": "new_results"})
+            )
+            done = [r for r in runs if r.status == dg.DagsterRunStatus.SUCCESS]
+            return runs if len(done) == len(runs) == 3 else None
+
+        runs = wait_for(sensor_runs_done, 240, "the sensor's three runs")
+        assert {r.tags["dagster/partition"] for r in runs} == expected
+        assert instance.get_materialized_partitions(dg.AssetKey("run_results")) == expected
+
+        def report_after_runs():
+            event = instance.get_latest_materialization_event(dg.AssetKey("verification_report"))
+            last_run_end = max(instance.get_run_stats(r.run_id).end_time for r in runs)
+            return event if event and event.timestamp > last_run_end else None
+
+        wait_for(report_after_runs, 240, "the report to refresh")
+        manifest = json.loads((tmp_path / "data" / "results-manifest.json").read_text())
+        assert {s: b["pairs"] for s, b in manifest["settings"].items()} == {
+            "solo": 1,
+            "coop-comm": 1,
+            "coop-nocomm": 1,
+        }
+        report = (tmp_path / "data" / "verification-report.md").read_text()
+        assert "1/2 pairs with a final result on disk" in report  # says what is still missing
+        print(f"external results to refreshed report: {time.monotonic() - started:.0f}s")
+    finally:
+        os.killpg(daemon.pid, signal.SIGTERM)
+        daemon.wait(timeout=60)

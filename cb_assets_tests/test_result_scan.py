@@ -1,0 +1,85 @@
+import json
+import os
+import time
+from pathlib import Path
+
+from cb_assets.attempts import mark
+from cb_assets.dataset import Pair
+from cb_assets.result_scan import INCOMPLETE_GRACE_SECONDS, Cursor, scan
+from cb_assets_tests.upstream_layout import write_result
+
+PAIRS = [Pair("dspy_task", 8394, 1, i) for i in range(2, 8)]
+
+
+def write(logs: Path, pair: Pair, setting: str, mtime: float) -> Path:
+    upstream = "solo" if setting == "solo" else "coop"
+    d = write_result(logs, f"exp-{setting}", pair, upstream)
+    os.utime(d / "result.json", (mtime, mtime))
+    return d / "result.json"
+
+
+def test_scan_finds_new_files_once_in_order(tmp_path: Path) -> None:
+    t0 = time.time() - 100
+    for i, p in enumerate(PAIRS[:3]):
+        write(tmp_path, p, "coop-nocomm", t0 + i)
+    write(tmp_path, PAIRS[0], "solo", t0 + 5)
+    write_result(tmp_path, "other-experiment-solo", PAIRS[1], "solo")  # not ours
+
+    found, cursor, deferred = scan(
+        tmp_path, "exp", Cursor(), limit=10, settle_seconds=2, now=time.time()
+    )
+    assert [(f.pair_key, f.setting) for f in found] == [
+        (PAIRS[0].key, "coop-nocomm"),
+        (PAIRS[1].key, "coop-nocomm"),
+        (PAIRS[2].key, "coop-nocomm"),
+        (PAIRS[0].key, "solo"),
+    ]
+    assert deferred == 0
+    again, cursor2, _ = scan(
+        tmp_path, "exp", Cursor.loads(cursor.dumps()), limit=10, settle_seconds=2, now=time.time()
+    )
+    assert again == [] and cursor2 == cursor
+
+    write(tmp_path, PAIRS[3], "coop-comm", t0 + 50)
+    newer, _, _ = scan(tmp_path, "exp", cursor, limit=10, settle_seconds=2, now=time.time())
+    assert [f.pair_key for f in newer] == [PAIRS[3].key]
+
+
+def test_scan_caps_each_tick_and_carries_on(tmp_path: Path) -> None:
+    t0 = time.time() - 100
+    for i, p in enumerate(PAIRS):
+        write(tmp_path, p, "solo", t0 + i)
+    cursor, seen = Cursor(), []
+    for _ in range(3):
+        found, cursor, deferred = scan(
+            tmp_path, "exp", cursor, limit=2, settle_seconds=2, now=time.time()
+        )
+        seen += [f.pair_key for f in found]
+    assert seen == [p.key for p in PAIRS] and deferred == 0
+
+
+def test_scan_waits_for_files_being_written(tmp_path: Path) -> None:
+    path = write(tmp_path, PAIRS[0], "solo", time.time() - 10)
+    path.write_text(path.read_text()[:40])  # half-written
+    os.utime(path, (time.time() - 10, time.time() - 10))
+    found, cursor, deferred = scan(
+        tmp_path, "exp", Cursor(), limit=10, settle_seconds=2, now=time.time()
+    )
+    assert found == [] and deferred == 1 and cursor == Cursor()
+    fresh = write(tmp_path, PAIRS[1], "solo", time.time())
+    found, _, deferred = scan(
+        tmp_path, "exp", Cursor(), limit=10, settle_seconds=2, now=time.time()
+    )
+    assert found == [] and fresh.exists()
+    # a file that stays broken is handed on after the grace period; its run names the problem
+    later = time.time() + INCOMPLETE_GRACE_SECONDS + 5
+    found, _, _ = scan(tmp_path, "exp", Cursor(), limit=10, settle_seconds=2, now=later)
+    assert [f.pair_key for f in found] == [PAIRS[0].key, PAIRS[1].key]
+
+
+def test_scan_skips_files_the_platform_wrote_itself(tmp_path: Path) -> None:
+    path = write(tmp_path, PAIRS[0], "solo", time.time() - 10)
+    mark(path.parent, 1, "run-1")
+    found, cursor, _ = scan(tmp_path, "exp", Cursor(), limit=10, settle_seconds=2, now=time.time())
+    assert found == [] and cursor.paths_at_mtime == [str(path)]
+    assert json.loads(cursor.dumps())["paths"] == [str(path)]
