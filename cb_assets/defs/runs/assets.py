@@ -171,6 +171,7 @@ def _attempt(
     group_name="runs",
     kinds={"duckdb"},
     retry_policy=INFRA_RETRY,
+    pool="cooperbench_runs",
     metadata={"partition_expr": {"pair": "pair", "setting": "setting"}},
 )
 def run_results(

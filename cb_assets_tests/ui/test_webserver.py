@@ -1,0 +1,126 @@
+"""The Dagster UI as a person sees it: a real dagster-webserver, headless Chromium."""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from cb_assets.config import PROJECT_ROOT
+from cb_assets_tests.conftest import require
+
+ARTIFACTS = PROJECT_ROOT / "test-artifacts"
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--virtual-time-budget=20000",
+    "--window-size=1600,1000",
+]
+
+
+def chromium(url: str, tmp_path: Path, *args: str) -> str:
+    profile = tmp_path / f"chromium-{time.monotonic_ns()}"
+    out = subprocess.run(
+        ["chromium", *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args, url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return out.stdout
+
+
+def graphql(base: str, query: str) -> dict:
+    request = urllib.request.Request(
+        f"{base}/graphql",
+        data=json.dumps({"query": query}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+@pytest.fixture
+def webserver(make_platform, tmp_path):
+    require(
+        shutil.which("chromium") is not None, "chromium is not installed (apt-get install chromium)"
+    )
+    platform = make_platform(n_pairs=3)
+    assert platform.materialize(["benchmark_pairs"]).success
+    pairs = [r[0] for r in platform.query("select pair from benchmark_pairs order by pair")]
+    for setting in ("solo", "coop-comm", "coop-nocomm"):
+        key = dg.MultiPartitionKey({"pair": pairs[0], "setting": setting})
+        platform.materialize(["run_results"], key, raise_on_error=True)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "DAGSTER_HOME": str(platform.root / "dagster")}
+    server = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "dagster-webserver"),
+            "-w",
+            "workspace.yaml",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=open(tmp_path / "webserver.log", "wb"),
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"{base}/server_info", timeout=2)
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    pytest.fail((tmp_path / "webserver.log").read_text()[-3000:])
+                time.sleep(0.5)
+        graphql(base, "mutation { setNuxSeen }")  # the first-visit community dialog
+        yield base, pairs
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_ui_shows_the_assets_and_the_partition_grid(webserver, tmp_path) -> None:
+    base, pairs = webserver
+    catalog = chromium(f"{base}/assets", tmp_path, "--dump-dom")
+    for asset in (
+        "benchmark_pairs",
+        "run_results",
+        "run_attempts",
+        "cost_manifest",
+        "verification_report",
+    ):
+        assert asset in catalog, f"{asset} missing from the asset catalog"
+
+    grid_url = f"{base}/assets/run_results?view=partitions"
+    grid = chromium(grid_url, tmp_path, "--dump-dom")
+    for setting in ("solo", "coop-comm", "coop-nocomm"):
+        assert setting in grid
+    assert pairs[0].split("-")[-1] in grid  # the pair dimension lists the pairs
+    assert "Materialized (3)" in grid and "Missing (6)" in grid
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / "run_results-partitions.png"
+    shot.unlink(missing_ok=True)
+    chromium(grid_url, tmp_path, f"--screenshot={shot}")
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
