@@ -12,7 +12,7 @@ from cb_assets.results import (
     rows_to_frame,
 )
 from cb_assets.settings import get_setting
-from cb_assets_tests.upstream_layout import agent_block, write_result
+from cb_assets.synthetic import agent_block, write_result
 
 PAIR = Pair("dspy_task", 8394, 3, 4)
 

@@ -1,4 +1,4 @@
-"""Write result trees in upstream's layout and shapes (cooperbench 0.0.29 solo.py, coop.py)."""
+"""Result trees in upstream's layout and shapes (cooperbench 0.0.29), for tests and benchmarks."""
 
 import json
 from pathlib import Path
