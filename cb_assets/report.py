@@ -125,18 +125,20 @@ def _images_truth(inputs: ReportInputs) -> Truth:
             "images_present",
             truth,
             NOT_CHECKED,
-            "no task_images table yet: images are not checked by this platform version",
+            "no task_images recorded yet: materialize task_images",
         )
-    total = len(inputs.images)
-    present = int(inputs.images["present"].sum())
-    probed = int(inputs.images["probe_ok"].sum())
-    verdict = VERIFIED if present == probed == total else FAILED
-    return Truth(
-        "images_present",
-        truth,
-        verdict,
-        f"{present}/{total} images present, {probed}/{total} /workspace probes passed",
+    tasks = sorted({p.rsplit("-", 1)[0] for p in inputs.expected_pairs})
+    images = inputs.images.set_index("task")
+    present = [t for t in tasks if t in images.index and bool(images.at[t, "present"])]
+    probed = [t for t in present if bool(images.at[t, "probe_ok"])]
+    evidence = (
+        f"{len(present)}/{len(tasks)} images present, "
+        f"{len(probed)}/{len(tasks)} /workspace probes passed"
     )
+    missing = [t for t in tasks if t not in probed]
+    if missing:
+        return Truth("images_present", truth, FAILED, f"{evidence}; not ready: {_sample(missing)}")
+    return Truth("images_present", truth, VERIFIED, evidence)
 
 
 def _messaging_truth(inputs: ReportInputs) -> Truth:

@@ -9,6 +9,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -236,3 +237,94 @@ def run_results_meta(result: dg.ExecuteInProcessResult) -> dict:
         if m.asset_key == dg.AssetKey("run_results")
     ]
     return {k: v.value for k, v in meta.items()}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def docker_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Docker engine: `CB_TEST_DOCKER_HOST` if it answers, else a dockerd of our own
+    (vfs storage, no iptables, no bridge: containers run with --network none)."""
+    import docker
+
+    given = os.environ.get("CB_TEST_DOCKER_HOST")
+    if given:
+        docker.DockerClient(base_url=given).ping()
+        yield given
+        return
+    dockerd = shutil.which("dockerd")
+    require(dockerd is not None, "dockerd is not installed (apt-get install docker.io)")
+    require(os.geteuid() == 0, "starting dockerd needs root")
+    root = Path(tempfile.mkdtemp(prefix="cbd-", dir="/tmp"))  # short: unix socket paths
+    host = f"unix://{root}/docker.sock"
+    log = open(tmp_path_factory.mktemp("dockerd") / "dockerd.log", "wb")
+    proc = subprocess.Popen(
+        [
+            dockerd,
+            "--storage-driver=vfs",
+            "--iptables=false",
+            "--bridge=none",
+            "-H",
+            host,
+            "--data-root",
+            str(root / "data"),
+            "--exec-root",
+            str(root / "exec"),
+            "--pidfile",
+            str(root / "docker.pid"),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            docker.DockerClient(base_url=host, timeout=5).ping()
+            break
+        except docker.errors.DockerException:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"dockerd did not start; see {log.name}")
+            time.sleep(0.3)
+    yield host
+    proc.terminate()
+    proc.wait(timeout=60)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def local_registry(tmp_path_factory: pytest.TempPathFactory, docker_host: str) -> Iterator[str]:
+    """A real registry (Debian's docker-registry) on 127.0.0.1, which the engine trusts."""
+    binary = shutil.which("docker-registry")
+    require(
+        binary is not None, "docker-registry is not installed (apt-get install docker-registry)"
+    )
+    port = _free_port()
+    workdir = tmp_path_factory.mktemp("registry")
+    (workdir / "config.yml").write_text(
+        "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: "
+        + str(workdir / "data")
+        + f"\nhttp:\n  addr: 127.0.0.1:{port}\nlog:\n  level: warn\n"
+    )
+    proc = subprocess.Popen(
+        [binary, "serve", str(workdir / "config.yml")],
+        stdout=open(workdir / "registry.log", "wb"),
+        stderr=subprocess.STDOUT,
+    )
+    import urllib.request
+
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=2)
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"docker-registry did not start; see {workdir / 'registry.log'}")
+            time.sleep(0.2)
+    yield f"127.0.0.1:{port}"
+    proc.terminate()
+    proc.wait(timeout=30)

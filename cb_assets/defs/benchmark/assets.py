@@ -3,15 +3,24 @@ import pandas as pd
 
 from cb_assets.dataset import DatasetError
 from cb_assets.defs.benchmark.resources import BenchmarkDataset
+from cb_assets.defs.images.partitions import task_key, task_partitions
 from cb_assets.defs.runs.partitions import pair_partitions
+
+
+def _register(instance: dg.DagsterInstance, name: str, keys: list[str]) -> list[str]:
+    known = set(instance.get_dynamic_partitions(name))
+    new_keys = [key for key in keys if key not in known]
+    if new_keys:
+        instance.add_dynamic_partitions(name, new_keys)
+    return new_keys
 
 
 @dg.asset(group_name="benchmark", kinds={"duckdb"})
 def benchmark_pairs(context: dg.AssetExecutionContext, dataset: BenchmarkDataset) -> pd.DataFrame:
     """The feature pairs of the configured subset (lite: 100 pairs over 26 tasks).
 
-    Registers every pair as a partition of `run_results`, so the partition grid
-    always matches the dataset on disk.
+    Registers every pair as a partition of `run_results` and every task as a partition
+    of `task_images`, so the partition grids always match the dataset on disk.
     """
     try:
         pairs = dataset.pairs()
@@ -28,10 +37,10 @@ def benchmark_pairs(context: dg.AssetExecutionContext, dataset: BenchmarkDataset
             "subset": dataset.subset,
         }
     )
-    known = set(context.instance.get_dynamic_partitions(pair_partitions.name))
-    new_keys = [key for key in frame["pair"] if key not in known]
-    if new_keys:
-        context.instance.add_dynamic_partitions(pair_partitions.name, new_keys)
+    new_keys = _register(context.instance, pair_partitions.name, list(frame["pair"]))
+    _register(
+        context.instance, task_partitions.name, sorted({task_key(p.repo, p.task_id) for p in pairs})
+    )
     context.add_output_metadata(
         {
             "subset": dataset.subset,

@@ -2,12 +2,15 @@ import os
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 import pandas as pd
 from dagster_duckdb import DuckDBResource
 
-from cb_assets import attempts, config
+from cb_assets import attempts, duckdb_access
 from cb_assets.dataset import Pair, PairKeyError, parse_pair_key
 from cb_assets.defs.benchmark.assets import benchmark_pairs
+from cb_assets.defs.images.partitions import task_key
+from cb_assets.defs.policies import INFRA_RETRY, MAX_ATTEMPTS
 from cb_assets.defs.runs.liveness import tag_current_process
 from cb_assets.defs.runs.partitions import run_partitions
 from cb_assets.defs.runs.resources import CooperBenchRunner, RedisUnavailableError
@@ -22,8 +25,6 @@ from cb_assets.results import (
 from cb_assets.secrets import scrub
 from cb_assets.settings import Setting, UnknownSettingError, get_setting
 
-MAX_ATTEMPTS = 3
-
 
 class RunResultsConfig(dg.Config):
     force: bool = False
@@ -34,15 +35,6 @@ class InfrastructureFailure(Exception):
     """An attempt failed for reasons that are not the agent's; the RetryPolicy retries it."""
 
 
-# Only infrastructure failures raise a retryable exception: an agent that fails on
-# its own merits is a result, and bad input cannot be fixed by retrying.
-INFRA_RETRY = dg.RetryPolicy(
-    max_retries=MAX_ATTEMPTS - 1,
-    delay=config.retry_delay_seconds(),
-    backoff=dg.Backoff.EXPONENTIAL,
-    jitter=dg.Jitter.PLUS_MINUS,
-)
-
 run_attempts = dg.AssetSpec(
     "run_attempts",
     group_name="runs",
@@ -50,6 +42,19 @@ run_attempts = dg.AssetSpec(
     description="Every attempt at every pair-run, retries included; append-only. Written by "
     "run_results: classification, the rule that decided it, exit code, cost, log excerpt.",
 )
+
+
+def image_digest(db_path: Path, pair: Pair) -> str | None:
+    """The digest `task_images` last recorded for the pair's task: the image the run used."""
+    with duckdb_access.connect(db_path) as conn:
+        try:
+            row = conn.execute(
+                "select coalesce(repo_digest, image_id) from task_images where task = ?",
+                [task_key(pair.repo, pair.task_id)],
+            ).fetchone()
+        except duckdb.CatalogException:
+            return None
+    return row[0] if row else None
 
 
 def _read_existing(result_file: Path, logs_root: Path) -> dict | None:
@@ -209,7 +214,14 @@ def run_results(
         ran = config.force or verdict is None or verdict.retryable
         if ran:
             verdict = _attempt(context, runner, Path(duckdb.database), pair, setting, config.force)
-        rows = result_rows(pair_dir, pair, setting, ran=ran, logs_root=Path(runner.logs_dir))
+        rows = result_rows(
+            pair_dir,
+            pair,
+            setting,
+            ran=ran,
+            logs_root=Path(runner.logs_dir),
+            image_digest=image_digest(Path(duckdb.database), pair),
+        )
     except (ResultFileError, PairKeyError, UnknownSettingError) as exc:
         # Bad input is not retried: retrying cannot fix a file or a key.
         raise dg.Failure(description=str(exc), allow_retries=False) from None

@@ -1,0 +1,81 @@
+import dagster as dg
+import pandas as pd
+from dagster_duckdb import DuckDBResource
+
+from cb_assets.defs.images.partitions import parse_task_key, task_partitions
+from cb_assets.defs.images.resources import DockerEngine
+from cb_assets.defs.policies import INFRA_RETRY, MAX_ATTEMPTS
+from cb_assets.defs.reports.tables import read_table
+from cb_assets.images import EngineError, ensure_image, probe_workspace
+
+
+@dg.asset(
+    partitions_def=task_partitions,
+    group_name="images",
+    kinds={"docker", "duckdb"},
+    retry_policy=INFRA_RETRY,
+    pool="docker",
+    metadata={"partition_expr": "task"},
+)
+def task_images(context: dg.AssetExecutionContext, docker_engine: DockerEngine) -> pd.DataFrame:
+    """The task's Docker image: present on the engine (pulled when missing, under upstream's
+    `akhatua/cooperbench-<repo>:task<id>` name), and a `/workspace` probe in a throw-away
+    container. Engine and registry failures are retried (3 attempts, backoff with jitter)."""
+    repo, task_id = parse_task_key(context.partition_key)
+    ref = docker_engine.ref(repo, task_id)
+    try:
+        client = docker_engine.client()
+        row = ensure_image(client, ref)
+        probe_ok, probe_message = probe_workspace(
+            client, ref.local_name, docker_engine.probe_timeout_seconds
+        )
+    except EngineError as exc:
+        if context.retry_number >= MAX_ATTEMPTS - 1:
+            raise dg.Failure(
+                description=f"{exc} (gave up after {MAX_ATTEMPTS} attempts)", allow_retries=False
+            ) from None
+        raise
+    context.add_output_metadata(
+        {
+            "image": row["image"],
+            "pulled": row["pulled"],
+            "repo_digest": row["repo_digest"] or "",
+            "probe": probe_message,
+            "engine": docker_engine.endpoint,
+        }
+    )
+    if not probe_ok:
+        context.log.error(probe_message)
+    return pd.DataFrame(
+        [
+            {
+                "task": context.partition_key,
+                "repo": repo,
+                "task_id": task_id,
+                **row,
+                "probe_ok": probe_ok,
+                "probe_message": probe_message,
+                "engine": docker_engine.endpoint,
+            }
+        ]
+    ).astype({"repo_digest": "string", "pulled_at": "string", "created": "string"})
+
+
+@dg.asset_check(asset=task_images, description="every materialized image passed its probe")
+def workspace_probes(duckdb: DuckDBResource) -> dg.AssetCheckResult:
+    images = read_table(duckdb, "task_images")
+    if images is None or images.empty:
+        return dg.AssetCheckResult(
+            passed=False,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"problem": "no images checked yet"},
+        )
+    failed = images[~images["probe_ok"].astype(bool)]
+    return dg.AssetCheckResult(
+        passed=failed.empty,
+        metadata={
+            "probed": len(images),
+            "failed": ", ".join(failed["task"]) or "none",
+            "messages": "; ".join(failed["probe_message"])[:2000],
+        },
+    )
