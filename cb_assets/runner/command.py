@@ -18,6 +18,7 @@ class RunSpec:
     logs_dir: Path
     redis_url: str
     agent_config: Path | None = None
+    backend: str = "docker"  # upstream's --backend: where agents' sandboxes run
 
 
 def pair_log_dir(spec: RunSpec, pair: Pair, setting: str) -> Path:
@@ -52,6 +53,8 @@ def run_argv(spec: RunSpec, pair: Pair, setting: str, *, force: bool = False) ->
         str(spec.dataset_dir),
         "--redis",
         spec.redis_url,
+        "--backend",
+        spec.backend,
     ]
     if spec.agent_config is not None:
         argv += ["--agent-config", str(spec.agent_config)]

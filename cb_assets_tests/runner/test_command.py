@@ -39,3 +39,10 @@ def test_coop_settings_never_share_a_log_tree() -> None:
     comm, nocomm = pair_log_dir(SPEC, PAIR, "coop-comm"), pair_log_dir(SPEC, PAIR, "coop-nocomm")
     assert comm == Path("/logs/exp-coop-comm/coop/dspy_task/8394/f3_f4")
     assert nocomm == Path("/logs/exp-coop-nocomm/coop/dspy_task/8394/f3_f4")
+
+
+def test_backend_is_passed_through() -> None:
+    from dataclasses import replace
+
+    argv = run_argv(replace(SPEC, backend="modal"), PAIR, "solo")
+    assert argv[argv.index("--backend") + 1] == "modal"

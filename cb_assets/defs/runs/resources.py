@@ -35,6 +35,8 @@ class CooperBenchRunner(dg.ConfigurableResource):
     launcher: str = "forkserver"
     timeout_seconds: float = 3600.0
     failure_patterns_file: str | None = None
+    backend: str = "docker"
+    """upstream's --backend for agent sandboxes: docker (this host), modal or gcp."""
 
     def failure_patterns(self) -> tuple[Pattern, ...]:
         return load_patterns(
@@ -50,6 +52,7 @@ class CooperBenchRunner(dg.ConfigurableResource):
             logs_dir=Path(self.logs_dir),
             redis_url=self.redis_url,
             agent_config=Path(self.agent_config) if self.agent_config else None,
+            backend=self.backend,
         )
 
     def pair_dir(self, pair: Pair, setting: str) -> Path:
@@ -98,6 +101,7 @@ def resources() -> dg.Definitions:
                 redis_url=config.redis_url(),
                 launcher=config.launcher(),
                 failure_patterns_file=config.failure_patterns_file(),
+                backend=os.environ.get("CB_BACKEND", "docker"),
             ),
         }
     )

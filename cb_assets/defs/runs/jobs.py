@@ -1,0 +1,33 @@
+import os
+
+import dagster as dg
+from dagster_docker import docker_executor
+
+from cb_assets.defs.runs.assets import run_results
+
+# For the scale-out profile: each run_results step in a container of its own (the run
+# container only orchestrates). Select this job in the launchpad or a backfill when steps
+# must be isolated from each other, e.g. agents that leave state on the host.
+run_results_in_containers = dg.define_asset_job(
+    "run_results_in_containers",
+    selection=[run_results],
+    executor_def=docker_executor.configured(
+        {
+            "image": os.environ.get("CB_CODE_IMAGE", "cb-assets:latest"),
+            "networks": [n for n in [os.environ.get("CB_RUN_NETWORK")] if n],
+            "env_vars": [
+                "CB_DATASET_DIR",
+                "CB_SUBSET",
+                "CB_AGENT",
+                "CB_MODEL",
+                "CB_EXPERIMENT",
+                "CB_REDIS_URL",
+                "COHERE_API_KEY",
+                "OPENAI_API_KEY",
+                "ANTHROPIC_API_KEY",
+            ],
+            "container_kwargs": {"volumes": ["/opt/cb_assets/data:/opt/cb_assets/data"]},
+        }
+    ),
+    description="run_results with every step in its own container (scale-out profile)",
+)
