@@ -29,8 +29,15 @@ def _use_project_instance() -> None:
     os.chdir(config.PROJECT_ROOT)  # dagster.yaml's storage paths are relative to it
 
 
-def _materialize_partition(key: str) -> tuple[str, bool, str]:
-    """In a worker process: one Dagster run for one `pair|setting` partition."""
+def _note(asset: str, metadata: dict) -> str:
+    if asset == "task_images":
+        return f"{'pulled' if metadata['pulled'].value else 'present'}: {metadata['probe'].value}"
+    how = "ran" if metadata["ran"].value else "ingested"
+    return f"{how}: {metadata['classification'].value}"
+
+
+def _materialize_partition(asset: str, key: str) -> tuple[str, bool, str]:
+    """In a worker process: one Dagster run for one partition of `asset`."""
     import dagster as dg
 
     from cb_assets.definitions import defs
@@ -41,7 +48,7 @@ def _materialize_partition(key: str) -> tuple[str, bool, str]:
     d, instance = _worker_state["defs"], _worker_state["instance"]
     result = dg.materialize(
         list(d.assets),
-        selection=["run_results"],
+        selection=[asset],
         partition_key=key,
         instance=instance,
         resources=d.resources,
@@ -52,11 +59,10 @@ def _materialize_partition(key: str) -> tuple[str, bool, str]:
     if result.success:
         [meta] = [
             m.metadata
-            for m in result.asset_materializations_for_node("run_results")
-            if m.asset_key == dg.AssetKey("run_results")
+            for m in result.asset_materializations_for_node(asset)
+            if m.asset_key == dg.AssetKey(asset)
         ]
-        how = "ran" if meta["ran"].value else "ingested"
-        return key, True, f"{how}: {meta['classification'].value}"
+        return key, True, _note(asset, meta)
     failures = [
         e.event_specific_data.error.message.strip().splitlines()[0]
         for e in result.all_events
@@ -65,11 +71,11 @@ def _materialize_partition(key: str) -> tuple[str, bool, str]:
     return key, False, failures[-1] if failures else "failed"
 
 
-def _run_partitions(keys: list[str], concurrency: int) -> list[str]:
+def _run_partitions(keys: list[str], concurrency: int, asset: str = "run_results") -> list[str]:
     """Materialize `keys` from a pool of worker processes; print a line each; return failures."""
     failed = []
     with ProcessPoolExecutor(max_workers=concurrency, mp_context=get_context("spawn")) as pool:
-        futures = [pool.submit(_materialize_partition, key) for key in keys]
+        futures = [pool.submit(_materialize_partition, asset, key) for key in keys]
         for done, future in enumerate(as_completed(futures), 1):
             key, ok, note = future.result()
             if not ok:
@@ -161,6 +167,9 @@ def materialize(args: argparse.Namespace) -> int:
 
     if args.pairs:
         pairs = pairs[: args.pairs]
+    image_failures = _task_images(d, instance, args)
+    if image_failures is None:
+        return 2
     keys = [str(dg.MultiPartitionKey({"pair": p, "setting": s})) for p in pairs for s in settings]
     print(
         f"cb-assets: {len(keys)} run_results partitions ({len(pairs)} pairs x "
@@ -169,7 +178,27 @@ def materialize(args: argparse.Namespace) -> int:
     )
     started = time.monotonic()
     failed = _run_partitions(keys, args.concurrency)
-    return _finish(d, instance, started, keys, failed)
+    return _finish(d, instance, started, keys, failed + image_failures)
+
+
+def _task_images(d, instance, args: argparse.Namespace) -> list[str] | None:
+    """Pull and probe the subset's images when an engine answers (or when asked to)."""
+    from cb_assets.images import EngineError
+
+    engine = d.resources["docker_engine"]
+    if args.images == "no":
+        return []
+    try:
+        engine.client()
+    except EngineError as exc:
+        if args.images == "yes":
+            print(f"error: {exc}", file=sys.stderr)
+            return None
+        print(f"cb-assets: task images skipped ({exc}); the report will say NOT CHECKED")
+        return []
+    tasks = sorted(instance.get_dynamic_partitions("tasks"))
+    print(f"cb-assets: {len(tasks)} task_images partitions on {engine.endpoint}")
+    return _run_partitions(tasks, min(args.concurrency, 2), asset="task_images")
 
 
 def backfill(args: argparse.Namespace) -> int:
@@ -223,6 +252,13 @@ def main(argv: list[str] | None = None) -> None:
         type=int,
         default=0,
         help="only the first N pairs of the subset (a smoke run); default: all",
+    )
+    run.add_argument(
+        "--images",
+        choices=("auto", "yes", "no"),
+        default="auto",
+        help="pull and probe the task images: auto (when a Docker engine answers; the "
+        "default), yes (fail without one) or no",
     )
 
     again = commands.add_parser("backfill", help="rerun failed and/or missing partitions")
