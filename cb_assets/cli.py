@@ -242,6 +242,24 @@ def backfill(args: argparse.Namespace) -> int:
     return 0
 
 
+def sql(args: argparse.Namespace) -> int:
+    import duckdb
+
+    from cb_assets.sql import query
+
+    try:
+        frame, how = query(config.duckdb_path(), args.query)
+    except (FileNotFoundError, duckdb.Error) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.csv:
+        frame.to_csv(sys.stdout, index=False)
+    else:
+        print(frame.to_markdown(index=False, floatfmt=".4g") if len(frame) else "(no rows)")
+        print(f"({len(frame)} rows, {how} read of {config.duckdb_path()})", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="cb-assets", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -290,8 +308,12 @@ def main(argv: list[str] | None = None) -> None:
             default=4,
             help="partitions materialized at once (default: 4)",
         )
+    ask = commands.add_parser("sql", help="query the DuckDB file, safely while runs write")
+    ask.add_argument("query", help='SQL, e.g. "select * from pass_rate_by_setting"')
+    ask.add_argument("--csv", action="store_true", help="CSV instead of a table")
     args = parser.parse_args(argv)
-    sys.exit({"materialize": materialize, "backfill": backfill}[args.command](args))
+    commands_by_name = {"materialize": materialize, "backfill": backfill, "sql": sql}
+    sys.exit(commands_by_name[args.command](args))
 
 
 if __name__ == "__main__":

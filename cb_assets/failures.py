@@ -107,6 +107,12 @@ def _match(text: str, patterns: tuple[Pattern, ...]) -> Pattern | None:
     return next((p for p in patterns if text and p.search(text)), None)
 
 
+def classify_text(text: str, patterns: tuple[Pattern, ...] = DEFAULT_PATTERNS) -> Pattern | None:
+    """The infrastructure pattern an error message matches, if it is the infrastructure's."""
+    hit = _match(text, patterns)
+    return hit if hit is not None and hit.classification == INFRA_ERROR else None
+
+
 def _agents(result: dict[str, Any]) -> list[dict[str, Any]]:
     if isinstance(result.get("agent"), dict):
         return [result["agent"]]

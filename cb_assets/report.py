@@ -41,6 +41,7 @@ class ReportInputs:
     result_file_costs: dict[str, float] = field(default_factory=dict)
     images: pd.DataFrame | None = None
     attempts: pd.DataFrame | None = None
+    evals: pd.DataFrame | None = None
     artifacts: list[tuple[str, str, bool]] = field(default_factory=list)
 
 
@@ -73,6 +74,7 @@ TRUTH_KEYS = (
     "messaging_recorded",
     "infra_retried",
     "cost_tracked",
+    "evals_complete",
 )
 
 
@@ -229,6 +231,28 @@ def _cost_truth(inputs: ReportInputs) -> Truth:
     return Truth("cost_tracked", truth, VERIFIED if ok else FAILED, evidence)
 
 
+def _evals_truth(inputs: ReportInputs) -> Truth:
+    truth = "merge and test outcomes are available for every pair-run"
+    if inputs.evals is None or inputs.evals.empty:
+        return Truth(
+            "evals_complete", truth, NOT_CHECKED, "no eval_results yet: materialize eval_results"
+        )
+    expected = {f"{p}|{s}" for p in inputs.expected_pairs for s in SETTING_NAMES}
+    evals = inputs.evals.assign(key=inputs.evals["pair"] + "|" + inputs.evals["setting"])
+    done = set(evals.loc[evals["outcome"] != "error", "key"])
+    counts = evals["outcome"].value_counts()
+    evidence = (
+        f"{len(done & expected)}/{len(expected)} pair-runs evaluated: "
+        f"{counts.get('pass', 0)} pass, {counts.get('fail', 0)} fail, "
+        f"{counts.get('error', 0)} errors; merges: "
+        + ", ".join(f"{k} {v}" for k, v in evals["merge_status"].value_counts().items())
+    )
+    missing = sorted(expected - done)
+    if missing:
+        return Truth("evals_complete", truth, FAILED, f"{evidence}; missing: {_sample(missing)}")
+    return Truth("evals_complete", truth, VERIFIED, evidence)
+
+
 def evaluate_truths(inputs: ReportInputs) -> list[Truth]:
     return [
         _dataset_truth(inputs),
@@ -238,6 +262,7 @@ def evaluate_truths(inputs: ReportInputs) -> list[Truth]:
         _messaging_truth(inputs),
         _retries_truth(inputs),
         _cost_truth(inputs),
+        _evals_truth(inputs),
     ]
 
 
@@ -250,6 +275,7 @@ REQUIREMENTS = [
     ),
     ("Infrastructure failures retried and tagged", ["infra_retried"]),
     ("Cost tracked per run", ["cost_tracked"]),
+    ("Merge and test outcomes for every pair-run", ["evals_complete"]),
 ]
 
 
@@ -301,6 +327,15 @@ def render_report(inputs: ReportInputs, truths: list[Truth], now: datetime | Non
         verdicts = [by_key[k].verdict for k in keys]
         numbers = ", ".join(str(list(by_key).index(k) + 1) for k in keys)
         lines.append(f"| {requirement} | {numbers} | {_overall(verdicts)} |")
+    lines += [
+        "",
+        "## Figures",
+        "",
+        "![cost per setting](figures/cost_per_setting.png)",
+        "![status mix per setting](figures/status_mix.png)",
+    ]
+    if inputs.evals is not None and not inputs.evals.empty:
+        lines.append("![pass rate per setting](figures/pass_rate.png)")
     gaps = [t for t in truths if t.verdict != VERIFIED]
     lines += [
         "",

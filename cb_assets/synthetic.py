@@ -85,3 +85,34 @@ def write_result(
         (pair_dir / "conversation.json").write_text(json.dumps(conversation))
     (pair_dir / "result.json").write_text(json.dumps(result, indent=2))
     return pair_dir
+
+
+def write_eval(
+    pair_dir: Path,
+    setting: str,
+    *,
+    outcome: str,
+    merge: str | None = "clean",
+    error: str | None = None,
+) -> Path:
+    """An eval.json as `cooperbench eval` writes it (eval/evaluate.py, _evaluate_single)."""
+    passed = outcome == "pass"
+    data: dict[str, Any] = {
+        "repo": "r",
+        "task_id": 1,
+        "features": [1, 2],
+        "setting": setting,
+        "feature1": {"passed": passed or outcome == "half", "test_output": "..."},
+        "feature2": {"passed": passed, "test_output": "..."},
+        "both_passed": passed,
+        "error": error,
+        "evaluated_at": "2026-11-25T10:00:00",
+    }
+    if setting == "coop":
+        data["merge"] = None if merge is None else {"status": merge, "strategy": "naive"}
+        data["apply_status"] = "applied"
+    else:
+        data["merge"] = None
+    pair_dir.mkdir(parents=True, exist_ok=True)
+    (pair_dir / "eval.json").write_text(json.dumps(data, indent=2))
+    return pair_dir / "eval.json"

@@ -69,6 +69,7 @@ def test_complete_experiment_verifies_what_it_can() -> None:
     assert tuple(verdicts) == TRUTH_KEYS
     assert verdicts.pop("images_present") == NOT_CHECKED
     assert verdicts.pop("infra_retried") == NOT_CHECKED
+    assert verdicts.pop("evals_complete") == NOT_CHECKED
     assert set(verdicts.values()) == {VERIFIED}
 
 
@@ -110,7 +111,7 @@ def test_rendered_report_has_front_matter_and_sections() -> None:
     inputs = _inputs(_results())
     text = render_report(inputs, evaluate_truths(inputs))
     assert text.startswith("---\nphase: exp-test\nverified: ")
-    assert "status: human_needed" in text and "score: 7/9 truths verified" in text
+    assert "status: human_needed" in text and "score: 7/10 truths verified" in text
     for heading in (
         "## Observable Truths",
         "## Required Artifacts",

@@ -61,3 +61,27 @@ def run_argv(spec: RunSpec, pair: Pair, setting: str, *, force: bool = False) ->
     if force:
         argv.append("--force")
     return argv
+
+
+def eval_argv(spec: RunSpec, pair: Pair, setting: str, *, force: bool = False) -> list[str]:
+    """`cooperbench eval` for exactly one pair of one setting's run."""
+    argv = [
+        "eval",
+        "--name",
+        run_name_for(spec.experiment, setting),
+        "-r",
+        pair.repo,
+        "-t",
+        str(pair.task_id),
+        "-f",
+        f"{pair.feature_a},{pair.feature_b}",
+        "--concurrency",
+        "1",
+        "--backend",
+        spec.backend,
+        "--log-dir",
+        str(spec.logs_dir),
+        "--dataset-dir",
+        str(spec.dataset_dir),
+    ]
+    return argv + (["--force"] if force else [])

@@ -6,7 +6,7 @@ import dagster as dg
 import pandas as pd
 from dagster_duckdb import DuckDBResource
 
-from cb_assets import config
+from cb_assets import config, figures
 from cb_assets.defs.benchmark.assets import benchmark_pairs
 from cb_assets.defs.benchmark.resources import BenchmarkDataset
 from cb_assets.defs.reports.tables import read_run_results, read_table
@@ -66,12 +66,18 @@ def cost_manifest(
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     table = manifest_table(manifest)
+    figure_dir = config.data_dir() / "figures"
+    pngs = [
+        figures.cost_per_setting(manifest, figure_dir / "cost_per_setting.png"),
+        figures.status_mix(manifest, figure_dir / "status_mix.png"),
+    ]
     context.add_output_metadata(
         {
             "manifest_file": dg.MetadataValue.path(str(path)),
             "pair_runs": manifest["totals"]["pairs"],
             "cost_total": manifest["totals"]["cost_total"],
             "per_setting": dg.MetadataValue.md(table.to_markdown(index=False)),
+            "figures": dg.MetadataValue.md(figures.inline_markdown(pngs)),
         }
     )
     return table
@@ -128,6 +134,7 @@ def verification_report(
         result_file_costs=costs,
         images=read_table(duckdb, "task_images"),
         attempts=read_table(duckdb, "run_attempts"),
+        evals=read_table(duckdb, "eval_results"),
         artifacts=[
             ("DuckDB file", str(db_path), db_path.exists()),
             ("run logs", runner.logs_dir, Path(runner.logs_dir).is_dir()),

@@ -9,7 +9,7 @@ from cb_assets import config
 from cb_assets.dataset import Pair
 from cb_assets.defs.benchmark.resources import BenchmarkDataset, default_dataset
 from cb_assets.failures import Pattern, load_patterns
-from cb_assets.runner.command import RunSpec, pair_log_dir, run_argv
+from cb_assets.runner.command import RunSpec, eval_argv, pair_log_dir, run_argv
 from cb_assets.runner.launch import LaunchResult, child_env, launch
 from cb_assets.settings import get_setting
 
@@ -73,6 +73,17 @@ class CooperBenchRunner(dg.ConfigurableResource):
         # Unix socket paths are capped at ~100 bytes, so name it by a hash of the logs root.
         digest = hashlib.sha256(str(Path(self.logs_dir).resolve()).encode()).hexdigest()[:12]
         return Path("/tmp") / f"cb-assets-{digest}.sock"
+
+    def eval_pair(self, pair: Pair, setting: str, *, force: bool, log_path: Path) -> LaunchResult:
+        env = child_env(os.environ, {"CB_DATASET_DIR": str(self.dataset.root)})
+        return launch(
+            self.launcher,
+            eval_argv(self.spec(), pair, setting, force=force),
+            env,
+            log_path,
+            self.timeout_seconds,
+            self.fork_socket(),
+        )
 
     def run_pair(self, pair: Pair, setting: str, *, force: bool, log_path: Path) -> LaunchResult:
         get_setting(setting)

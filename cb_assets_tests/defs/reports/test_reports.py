@@ -130,7 +130,7 @@ def test_report_verdict_turns_failed_when_a_result_file_is_removed(experiment) -
     assert checks["solo_complete"] == (False, "FAILED")
     assert checks["coop_comm_complete"] == (True, "VERIFIED")
     assert checks["images_present"] == (False, "NOT CHECKED")
-    assert len(checks) == 9
+    assert len(checks) == 10
     text = report.read_text()
     assert "| solo is complete on the test subset | FAILED |" in text
     assert f"missing or broken: {pairs[3]}" in text

@@ -1,0 +1,72 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from cb_assets.dataset import Pair
+from cb_assets.evals import eval_row, rows_to_frame
+from cb_assets.failures import DEFAULT_PATTERNS
+from cb_assets.results import ResultFileError
+from cb_assets.settings import get_setting
+from cb_assets.synthetic import write_eval
+
+PAIR = Pair("dspy_task", 8394, 3, 4)
+
+
+def row(tmp_path: Path, setting: str, **kw) -> dict:
+    upstream = get_setting(setting).upstream
+    write_eval(tmp_path, upstream, **kw)
+    return eval_row(tmp_path, PAIR, get_setting(setting), ran=False, patterns=DEFAULT_PATTERNS)
+
+
+@pytest.mark.parametrize(
+    ("setting", "kw", "expected"),
+    [
+        ("solo", {"outcome": "pass"}, ("pass", None, True, True, "evaluated")),
+        ("solo", {"outcome": "half"}, ("fail", None, True, False, "evaluated")),
+        (
+            "coop-comm",
+            {"outcome": "pass", "merge": "clean"},
+            ("pass", "clean", True, True, "evaluated"),
+        ),
+        (
+            "coop-comm",
+            {"outcome": "fail", "merge": "conflicts"},
+            ("fail", "conflicts", False, False, "evaluated"),
+        ),
+        (
+            "coop-nocomm",
+            {"outcome": "fail", "merge": "missing_input", "error": "patch for feature 4 is empty"},
+            ("error", "missing_input", False, False, "eval_error"),
+        ),
+        (
+            "coop-nocomm",
+            {
+                "outcome": "fail",
+                "merge": "error",
+                "error": "docker.errors.APIError: 500 Server Error: OCI runtime create failed",
+            },
+            ("error", "error", False, False, "infra_error"),
+        ),
+    ],
+)
+def test_eval_shapes(tmp_path: Path, setting: str, kw: dict, expected: tuple) -> None:
+    r = row(tmp_path, setting, **kw)
+    assert (
+        r["outcome"],
+        r["merge_status"],
+        r["feature1_passed"],
+        r["feature2_passed"],
+        r["classification"],
+    ) == expected
+    assert str(rows_to_frame([r])["both_passed"].dtype) == "boolean"
+
+
+def test_bad_eval_json_names_the_file_and_key(tmp_path: Path) -> None:
+    path = write_eval(tmp_path, "coop", outcome="pass")
+    data = json.loads(path.read_text())
+    data["both_passed"] = "yes"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ResultFileError, match="both_passed") as err:
+        eval_row(tmp_path, PAIR, get_setting("coop-comm"), ran=False, patterns=DEFAULT_PATTERNS)
+    assert str(path) in str(err.value)
