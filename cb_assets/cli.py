@@ -30,6 +30,9 @@ def _use_project_instance() -> None:
 
 
 def _note(asset: str, metadata: dict) -> str:
+    if asset == "eval_results":
+        how = "ran" if metadata["ran"].value else "ingested"
+        return f"{how}: {metadata['outcome'].value} (merge {metadata['merge'].value})"
     if asset == "task_images":
         return f"{'pulled' if metadata['pulled'].value else 'present'}: {metadata['probe'].value}"
     how = "ran" if metadata["ran"].value else "ingested"
@@ -123,7 +126,9 @@ def _setup(settings: list[str]):
     return d, instance, pairs
 
 
-def _finish(d, instance, started: float, keys: list[str], failed: list[str]) -> int:
+def _finish(
+    d, instance, started: float, keys: list[str], failed: list[str], analysis: bool = False
+) -> int:
     import dagster as dg
 
     from cb_assets.defs.reports.assets import REPORT_SELECTION
@@ -132,7 +137,12 @@ def _finish(d, instance, started: float, keys: list[str], failed: list[str]) -> 
     stop_server(d.resources["runner"].fork_socket())
     final = dg.materialize(
         [*d.assets, *(d.asset_checks or [])],
-        selection=REPORT_SELECTION,
+        selection=REPORT_SELECTION
+        | (
+            dg.AssetSelection.assets("coordination_deficit")
+            if analysis
+            else dg.AssetSelection.assets()
+        ),
         instance=instance,
         resources=d.resources,
         raise_on_error=False,
@@ -178,7 +188,11 @@ def materialize(args: argparse.Namespace) -> int:
     )
     started = time.monotonic()
     failed = _run_partitions(keys, args.concurrency)
-    return _finish(d, instance, started, keys, failed + image_failures)
+    if args.evals:
+        done = [k for k in keys if k not in failed]
+        print(f"cb-assets: evaluating {len(done)} pair-runs with cooperbench eval")
+        failed += _run_partitions(done, min(args.concurrency, 2), asset="eval_results")
+    return _finish(d, instance, started, keys, failed + image_failures, analysis=args.evals)
 
 
 def _task_images(d, instance, args: argparse.Namespace) -> list[str] | None:
@@ -277,6 +291,12 @@ def main(argv: list[str] | None = None) -> None:
         default="auto",
         help="pull and probe the task images: auto (when a Docker engine answers; the "
         "default), yes (fail without one) or no",
+    )
+    run.add_argument(
+        "--evals",
+        action="store_true",
+        help="also evaluate every pair-run (cooperbench eval, in the task images) and "
+        "compute the coordination deficit",
     )
 
     again = commands.add_parser("backfill", help="rerun failed and/or missing partitions")
