@@ -51,12 +51,11 @@ def _sample(keys: list[str], limit: int = 5) -> str:
 
 
 def _complete_pairs(results: pd.DataFrame, setting: str) -> set[str]:
+    """Pairs of `setting` whose result file is intact and no agent ended in `Error`."""
     rows = results[results["setting"] == setting]
     if rows.empty:
         return set()
-    ok = rows.groupby("pair").apply(
-        lambda g: bool(g["file_ok"].all() and (g["status"] != "Error").all()), include_groups=False
-    )
+    ok = (rows["file_ok"].astype(bool) & (rows["status"] != "Error")).groupby(rows["pair"]).all()
     return set(ok[ok].index)
 
 

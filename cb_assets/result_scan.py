@@ -67,6 +67,35 @@ def _written_by_platform(pair_dir: Path, result_mtime: float) -> bool:
         return False
 
 
+def iter_result_files(logs_root: Path, experiment: str):
+    """(result path, mtime, pair folder, setting) of every result.json of `experiment`."""
+    settings = {run_name_for(experiment, s): get_setting(s) for s in SETTING_NAMES}
+    for run in _dirs(str(logs_root)):
+        setting = settings.get(run.name)
+        if setting is None or run.name == ATTEMPTS_DIR:
+            continue
+        for repo in _dirs(os.path.join(run.path, setting.upstream)):
+            for task in _dirs(repo.path):
+                for pair in _dirs(task.path):
+                    result = os.path.join(pair.path, "result.json")
+                    try:
+                        mtime = os.stat(result).st_mtime
+                    except FileNotFoundError:
+                        continue
+                    yield result, mtime, Path(pair.path), setting.name
+
+
+def pair_of(pair_dir: Path) -> Pair | None:
+    """The pair a folder `<repo>/<task_id>/f<a>_f<b>` holds, or None if it is no pair folder."""
+    task_dir, features = os.path.split(pair_dir)
+    repo_dir, task_id = os.path.split(task_dir)
+    try:
+        a, b = (int(f.lstrip("f")) for f in features.split("_"))
+        return Pair(os.path.basename(repo_dir), int(task_id), a, b)
+    except ValueError:
+        return None
+
+
 def scan(
     logs_root: Path,
     experiment: str,
@@ -80,25 +109,11 @@ def scan(
 
     Returns them, the cursor to store, and how many files were left for a later tick
     (still being written or beyond the limit)."""
-    settings = {run_name_for(experiment, s): get_setting(s) for s in SETTING_NAMES}
-    candidates: list[tuple[float, str, Path, str]] = []
-    for run in _dirs(str(logs_root)):
-        setting = settings.get(run.name)
-        if setting is None or run.name == ATTEMPTS_DIR:
-            continue
-        for repo in _dirs(os.path.join(run.path, setting.upstream)):
-            for task in _dirs(repo.path):
-                for pair in _dirs(task.path):
-                    result = os.path.join(pair.path, "result.json")
-                    try:
-                        mtime = os.stat(result).st_mtime
-                    except FileNotFoundError:
-                        continue
-                    if mtime < cursor.mtime or (
-                        mtime == cursor.mtime and result in cursor.paths_at_mtime
-                    ):
-                        continue
-                    candidates.append((mtime, result, Path(pair.path), setting.name))
+    candidates = [
+        (mtime, result, pair_dir, setting)
+        for result, mtime, pair_dir, setting in iter_result_files(logs_root, experiment)
+        if mtime > cursor.mtime or (mtime == cursor.mtime and result not in cursor.paths_at_mtime)
+    ]
     candidates.sort()
     found: list[Found] = []
     deferred = 0
@@ -119,11 +134,7 @@ def scan(
         new_cursor.paths_at_mtime.append(result)
         if _written_by_platform(pair_dir, mtime):
             continue
-        try:
-            task_id, features = int(pair_dir.parent.name), pair_dir.name
-            a, b = (int(f.lstrip("f")) for f in features.split("_"))
-        except ValueError:
-            continue
-        key = Pair(pair_dir.parent.parent.name, task_id, a, b).key
-        found.append(Found(Path(result), mtime, key, setting))
+        pair = pair_of(pair_dir)
+        if pair is not None:
+            found.append(Found(Path(result), mtime, pair.key, setting))
     return found, new_cursor, deferred

@@ -5,6 +5,7 @@ find and never takes other partitions down with it.
 """
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -24,17 +25,28 @@ class ResultFileError(ValueError):
         self.path = path
 
 
+def _escapes(path: Path, root: Path) -> bool:
+    """Does a symlink — the file or its pair folder — lead out of `root`? Only links are
+    resolved: resolving every path costs a system call per component, per file."""
+    if not (os.path.islink(path) or os.path.islink(os.path.dirname(path))):
+        return False
+    return not path.resolve().is_relative_to(root.resolve())
+
+
 def read_json_file(path: Path, max_bytes: int = MAX_RESULT_BYTES, root: Path | None = None) -> Any:
     """Parse a JSON file the way upstream wrote it; `root`, if given, must contain it."""
-    if root is not None and not path.resolve().is_relative_to(root.resolve()):
+    if root is not None and _escapes(path, root):
         raise ResultFileError(path, f"resolves to {path.resolve()}, outside the logs root {root}")
     try:
-        size = path.stat().st_size
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size > max_bytes:
+                raise ResultFileError(
+                    path, f"file is {size} bytes, over the {max_bytes}-byte limit"
+                )
+            raw = f.read()
     except FileNotFoundError:
         raise ResultFileError(path, "file not found") from None
-    if size > max_bytes:
-        raise ResultFileError(path, f"file is {size} bytes, over the {max_bytes}-byte limit")
-    raw = path.read_bytes()
     try:
         return json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
@@ -80,7 +92,7 @@ def _number(block: dict[str, Any], key: str, path: Path, where: str) -> float:
 
 def count_messages(conversation_file: Path, root: Path | None = None) -> int | None:
     """Messages in `conversation.json`, or None when the file does not exist (solo)."""
-    if not conversation_file.exists():
+    if not os.path.lexists(conversation_file):
         return None
     messages = read_json_file(conversation_file, root=root)
     if not isinstance(messages, list):

@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from cb_assets.dataset import Pair
+from cb_assets.dataset import Pair, load_pairs
 
 
 def agent_block(
@@ -116,3 +116,22 @@ def write_eval(
     pair_dir.mkdir(parents=True, exist_ok=True)
     (pair_dir / "eval.json").write_text(json.dumps(data, indent=2))
     return pair_dir / "eval.json"
+
+
+def make_subset_dataset(source: Path, target: Path, n_pairs: int, name: str = "test") -> Path:
+    """A dataset folder holding the first `n_pairs` lite pairs (task folders are symlinks)."""
+    pairs = load_pairs(source, "lite")[:n_pairs]
+    (target / "subsets").mkdir(parents=True)
+    tasks: dict[tuple[str, int], list[list[int]]] = {}
+    for p in pairs:
+        tasks.setdefault((p.repo, p.task_id), []).append([p.feature_a, p.feature_b])
+        (target / p.repo).mkdir(exist_ok=True)
+        link = target / p.repo / f"task{p.task_id}"
+        if not link.exists():
+            link.symlink_to(source / p.repo / f"task{p.task_id}")
+    spec = {
+        "name": name,
+        "tasks": [{"repo": r, "task_id": t, "pairs": ps} for (r, t), ps in tasks.items()],
+    }
+    (target / "subsets" / f"{name}.json").write_text(json.dumps(spec))
+    return target

@@ -4,7 +4,6 @@ A test that needs a service fails (not skips) when CI is set and the service is
 missing: a green CI must mean the feature ran.
 """
 
-import json
 import os
 import shutil
 import socket
@@ -20,7 +19,7 @@ import dagster as dg
 import pytest
 
 from cb_assets.config import PROJECT_ROOT
-from cb_assets.dataset import load_pairs
+from cb_assets.synthetic import make_subset_dataset  # noqa: F401  (re-exported for tests)
 
 
 def require(condition: bool, reason: str) -> None:
@@ -44,25 +43,6 @@ def lite_dataset() -> Path:
     root = shared_dataset_dir()
     require((root / "subsets" / "lite.json").is_file(), f"no CooperBench dataset at {root}")
     return root
-
-
-def make_subset_dataset(source: Path, target: Path, n_pairs: int, name: str = "test") -> Path:
-    """A dataset folder holding the first `n_pairs` lite pairs (task folders are symlinks)."""
-    pairs = load_pairs(source, "lite")[:n_pairs]
-    (target / "subsets").mkdir(parents=True)
-    tasks: dict[tuple[str, int], list[list[int]]] = {}
-    for p in pairs:
-        tasks.setdefault((p.repo, p.task_id), []).append([p.feature_a, p.feature_b])
-        (target / p.repo).mkdir(exist_ok=True)
-        link = target / p.repo / f"task{p.task_id}"
-        if not link.exists():
-            link.symlink_to(source / p.repo / f"task{p.task_id}")
-    spec = {
-        "name": name,
-        "tasks": [{"repo": r, "task_id": t, "pairs": ps} for (r, t), ps in tasks.items()],
-    }
-    (target / "subsets" / f"{name}.json").write_text(json.dumps(spec))
-    return target
 
 
 @pytest.fixture(scope="session")
