@@ -1,8 +1,10 @@
 """Shared by the benchmark scripts: timing, and synthetic experiments in upstream's layout."""
 
-import socket
+import os
+import re
 import statistics
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -53,36 +55,45 @@ def write_experiment(logs: Path, experiment: str, pairs: list[Pair]) -> int:
     return len(pairs) * len(SETTINGS)
 
 
-def start_redis(workdir: Path) -> tuple[str, subprocess.Popen]:
-    """A loopback redis-server of the benchmark's own."""
-    import redis
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(
+def run_main_job(
+    tmp: Path, dataset: Path, redis_url: str, concurrency: int, **extra_env: str
+) -> tuple[str, float]:
+    """`cb-assets materialize` on a fresh instance and data folder under `tmp`: its output
+    and its wall time."""
+    env = {
+        **os.environ,
+        "CB_DATASET_DIR": str(dataset),
+        "CB_SUBSET": "bench",
+        "CB_DATA_DIR": str(tmp / "platform"),
+        "CB_REDIS_URL": redis_url,
+        "CB_FORKSERVER_SOCKET": str(tmp / "fork.sock"),
+        "DAGSTER_HOME": str(instance_home(tmp / "dagster")),
+        **extra_env,
+    }
+    start = time.perf_counter()
+    out = subprocess.run(
         [
-            "redis-server",
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--dir",
-            str(workdir),
+            sys.executable,
+            "-m",
+            "cb_assets.cli",
+            "materialize",
+            "--images",
+            "no",
+            "--concurrency",
+            str(concurrency),
         ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.STDOUT,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
     )
-    url = f"redis://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            redis.from_url(url).ping()
-            return url, proc
-        except redis.ConnectionError:
-            time.sleep(0.05)
-    raise RuntimeError("redis-server did not start")
+    return out.stdout, time.perf_counter() - start
+
+
+def partition_phase(stdout: str) -> tuple[int, int, float]:
+    """(materialized, total, seconds) from the main job's summary line."""
+    done = re.search(r"(\d+)/(\d+) partitions materialized in ([\d.]+)s", stdout)
+    return int(done.group(1)), int(done.group(2)), float(done.group(3))
 
 
 def instance_home(path: Path) -> Path:

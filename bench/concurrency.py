@@ -7,14 +7,11 @@ ideal 3 * pairs * T / C. Target: within 1.15 x the ideal.
 """
 
 import argparse
-import os
-import re
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
-from bench.common import instance_home, start_redis
+from bench.common import partition_phase, run_main_job
+from cb_assets import local_redis
 from cb_assets.config import PROJECT_ROOT
 from cb_assets.synthetic import make_subset_dataset
 
@@ -31,44 +28,20 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         dataset = make_subset_dataset(args.dataset, tmp / "dataset", args.pairs, name="bench")
-        redis_url, redis_proc = start_redis(tmp)
-        env = {
-            **os.environ,
-            "CB_DATASET_DIR": str(dataset),
-            "CB_SUBSET": "bench",
-            "CB_DATA_DIR": str(tmp / "platform"),
-            "CB_REDIS_URL": redis_url,
-            "CB_OFFLINE_AGENT_DELAY": str(args.seconds),
-            "CB_FORKSERVER_SOCKET": str(tmp / "fork.sock"),
-            "DAGSTER_HOME": str(instance_home(tmp / "dagster")),
-        }
+        redis_url, redis_proc = local_redis.start(tmp)
         try:
-            out = subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "cb_assets.cli",
-                    "materialize",
-                    "--images",
-                    "no",
-                    "--concurrency",
-                    str(args.concurrency),
-                ],
-                env=env,
-                check=True,
-                capture_output=True,
-                text=True,
+            out, _ = run_main_job(
+                tmp, dataset, redis_url, args.concurrency, CB_OFFLINE_AGENT_DELAY=str(args.seconds)
             )
         finally:
             redis_proc.terminate()
-    done = re.search(r"(\d+)/(\d+) partitions materialized in ([\d.]+)s", out.stdout)
-    n, measured = int(done.group(2)), float(done.group(3))
+    ok, n, measured = partition_phase(out)
     ideal = n * args.seconds / args.concurrency
     print(
         f"concurrency efficiency, {n} pair-runs of {args.seconds} s at concurrency "
         f"{args.concurrency}:"
     )
-    print(f"  ideal {ideal:.1f} s, measured {measured:.1f} s ({done.group(1)}/{n} partitions)")
+    print(f"  ideal {ideal:.1f} s, measured {measured:.1f} s ({ok}/{n} partitions)")
     print(f"  ratio measured / ideal: {measured / ideal:.2f}  (target <= 1.15)")
 
 

@@ -9,14 +9,14 @@ run per partition, on a fresh instance and DuckDB file. Target: platform <= 1.5 
 
 import argparse
 import os
-import re
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from bench.common import instance_home, start_redis
+from bench.common import partition_phase, run_main_job
+from cb_assets import local_redis
 from cb_assets.config import PROJECT_ROOT
 from cb_assets.synthetic import make_subset_dataset
 
@@ -25,6 +25,43 @@ SETTING_FLAGS = {
     "coop-comm": ["--setting", "coop"],
     "coop-nocomm": ["--setting", "coop", "--no-messaging"],
 }
+
+
+def bare_upstream(tmp: Path, dataset: Path, redis_url: str, concurrency: int) -> float:
+    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "CB_DATASET_DIR": str(dataset)}
+    start = time.perf_counter()
+    for setting, flags in SETTING_FLAGS.items():
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "cb_assets.agents.cli",
+                "run",
+                "-n",
+                f"bare-{setting}",
+                "-s",
+                "bench",
+                *flags,
+                "-a",
+                "oracle",
+                "-m",
+                "oracle",
+                "--no-auto-eval",
+                "-c",
+                str(concurrency),
+                "--log-dir",
+                str(tmp / "bare"),
+                "--dataset-dir",
+                str(dataset),
+                "--redis",
+                redis_url,
+            ],
+            env=env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -38,72 +75,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         dataset = make_subset_dataset(args.dataset, tmp / "dataset", args.pairs, name="bench")
-        redis_url, redis_proc = start_redis(tmp)
-        env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "CB_DATASET_DIR": str(dataset)}
+        redis_url, redis_proc = local_redis.start(tmp)
         try:
-            start = time.perf_counter()
-            for setting, flags in SETTING_FLAGS.items():
-                subprocess.run(
-                    [
-                        sys.executable,
-                        "-m",
-                        "cb_assets.agents.cli",
-                        "run",
-                        "-n",
-                        f"bare-{setting}",
-                        "-s",
-                        "bench",
-                        *flags,
-                        "-a",
-                        "oracle",
-                        "-m",
-                        "oracle",
-                        "--no-auto-eval",
-                        "-c",
-                        str(args.concurrency),
-                        "--log-dir",
-                        str(tmp / "bare"),
-                        "--dataset-dir",
-                        str(dataset),
-                        "--redis",
-                        redis_url,
-                    ],
-                    env=env,
-                    check=True,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
-            bare = time.perf_counter() - start
-
-            platform_env = {
-                **env,
-                "CB_DATA_DIR": str(tmp / "platform"),
-                "CB_SUBSET": "bench",
-                "CB_REDIS_URL": redis_url,
-                "CB_FORKSERVER_SOCKET": str(tmp / "fork.sock"),
-                "DAGSTER_HOME": str(instance_home(tmp / "dagster")),
-            }
-            start = time.perf_counter()
-            out = subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "cb_assets.cli",
-                    "materialize",
-                    "--images",
-                    "no",
-                    "--concurrency",
-                    str(args.concurrency),
-                ],
-                env=platform_env,
-                check=True,
-                capture_output=True,
-                text=True,
-            )
-            platform = time.perf_counter() - start
+            bare = bare_upstream(tmp, dataset, redis_url, args.concurrency)
+            out, platform = run_main_job(tmp, dataset, redis_url, args.concurrency)
         finally:
             redis_proc.terminate()
-    done = re.search(r"(\d+)/(\d+) partitions materialized in ([\d.]+)s", out.stdout)
+    ok, total, phase = partition_phase(out)
     print(
         f"orchestration overhead, {args.pairs} pairs x 3 settings = {3 * args.pairs} "
         f"pair-runs, oracle agent, concurrency {args.concurrency}:"
@@ -111,7 +89,7 @@ def main() -> None:
     print(f"  bare upstream CLI (3 invocations): {bare:7.1f} s")
     print(
         f"  platform main job (whole command): {platform:7.1f} s "
-        f"({done.group(1)}/{done.group(2)} partitions; partition phase {done.group(3)} s)"
+        f"({ok}/{total} partitions; partition phase {phase:.1f} s)"
     )
     print(f"  ratio platform / bare: {platform / bare:.2f}  (target <= 1.5)")
 

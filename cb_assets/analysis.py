@@ -44,6 +44,14 @@ def pass_rates(evals: pd.DataFrame, by: tuple[str, ...] = ("setting",)) -> pd.Da
     return pd.DataFrame(rows)
 
 
+def _no_pairs(coop: str) -> dict:
+    return {
+        "coop_setting": coop,
+        "pairs": 0,
+        **dict.fromkeys(("baseline_rate", "coop_rate", "deficit", "ci_low", "ci_high"), math.nan),
+    }
+
+
 def paired_deficit(
     evals: pd.DataFrame, coop: str, *, baseline: str = "solo", n_boot: int = 5000, seed: int = 0
 ) -> dict:
@@ -52,29 +60,13 @@ def paired_deficit(
     ok = evals[evals["outcome"] != "error"]
     wide = ok.pivot_table(index="pair", columns="setting", values="outcome", aggfunc="first")
     if baseline not in wide or coop not in wide:
-        return {
-            "coop_setting": coop,
-            "pairs": 0,
-            "baseline_rate": math.nan,
-            "coop_rate": math.nan,
-            "deficit": math.nan,
-            "ci_low": math.nan,
-            "ci_high": math.nan,
-        }
+        return _no_pairs(coop)
     both = wide[[baseline, coop]].dropna()
     a = (both[baseline] == "pass").to_numpy(dtype=float)
     b = (both[coop] == "pass").to_numpy(dtype=float)
     n = len(both)
     if n == 0:
-        return {
-            "coop_setting": coop,
-            "pairs": 0,
-            "baseline_rate": math.nan,
-            "coop_rate": math.nan,
-            "deficit": math.nan,
-            "ci_low": math.nan,
-            "ci_high": math.nan,
-        }
+        return _no_pairs(coop)
     diff = a - b
     rng = np.random.default_rng(seed)
     boots = diff[rng.integers(0, n, size=(n_boot, n))].mean(axis=1)

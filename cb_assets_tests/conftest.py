@@ -47,41 +47,13 @@ def lite_dataset() -> Path:
 
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    binary = shutil.which("redis-server")
-    require(binary is not None, "redis-server is not installed (apt-get install redis-server)")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    workdir = tmp_path_factory.mktemp("redis")
-    proc = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(workdir),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"redis://127.0.0.1:{port}"
-    import redis
+    from cb_assets import local_redis
 
-    for _ in range(100):
-        try:
-            redis.from_url(url).ping()
-            break
-        except redis.ConnectionError:
-            time.sleep(0.05)
-    else:
-        proc.kill()
-        pytest.fail(f"redis-server did not answer on {url}")
+    require(
+        shutil.which("redis-server") is not None,
+        "redis-server is not installed (apt-get install redis-server)",
+    )
+    url, proc = local_redis.start(tmp_path_factory.mktemp("redis"))
     yield url
     proc.terminate()
     proc.wait(timeout=10)
@@ -308,3 +280,19 @@ def local_registry(tmp_path_factory: pytest.TempPathFactory, docker_host: str) -
     yield f"127.0.0.1:{port}"
     proc.terminate()
     proc.wait(timeout=30)
+
+
+def pair_dir(platform: Platform, pair: str, setting: str, experiment: str = "oracle") -> Path:
+    """Where upstream writes `pair` of `setting` in this platform's logs."""
+    from cb_assets.dataset import parse_pair_key
+    from cb_assets.settings import get_setting
+
+    p = parse_pair_key(pair)
+    return (
+        platform.logs_dir
+        / f"{experiment}-{setting}"
+        / get_setting(setting).upstream
+        / p.repo
+        / str(p.task_id)
+        / p.features_dir
+    )

@@ -28,60 +28,28 @@ def pair_log_dir(spec: RunSpec, pair: Pair, setting: str) -> Path:
     return spec.logs_dir / run_name / upstream / pair.repo / str(pair.task_id) / pair.features_dir
 
 
+def _one_pair(command: str, spec: RunSpec, pair: Pair, setting: str) -> list[str]:
+    """The arguments that select exactly this pair of this setting's run."""
+    return [
+        command, "--name", run_name_for(spec.experiment, setting),
+        "-r", pair.repo, "-t", str(pair.task_id), "-f", f"{pair.feature_a},{pair.feature_b}",
+        "--concurrency", "1", "--backend", spec.backend,
+        "--log-dir", str(spec.logs_dir), "--dataset-dir", str(spec.dataset_dir),
+    ]  # fmt: skip
+
+
 def run_argv(spec: RunSpec, pair: Pair, setting: str, *, force: bool = False) -> list[str]:
     argv = [
-        "run",
-        "--name",
-        run_name_for(spec.experiment, setting),
-        "-r",
-        pair.repo,
-        "-t",
-        str(pair.task_id),
-        "-f",
-        f"{pair.feature_a},{pair.feature_b}",
+        *_one_pair("run", spec, pair, setting),
         *get_setting(setting).cli_flags,
-        "--agent",
-        spec.agent,
-        "--model",
-        spec.model,
-        "--concurrency",
-        "1",
-        "--no-auto-eval",
-        "--log-dir",
-        str(spec.logs_dir),
-        "--dataset-dir",
-        str(spec.dataset_dir),
-        "--redis",
-        spec.redis_url,
-        "--backend",
-        spec.backend,
-    ]
+        "--agent", spec.agent, "--model", spec.model,
+        "--no-auto-eval", "--redis", spec.redis_url,
+    ]  # fmt: skip
     if spec.agent_config is not None:
         argv += ["--agent-config", str(spec.agent_config)]
-    if force:
-        argv.append("--force")
-    return argv
+    return argv + (["--force"] if force else [])
 
 
 def eval_argv(spec: RunSpec, pair: Pair, setting: str, *, force: bool = False) -> list[str]:
     """`cooperbench eval` for exactly one pair of one setting's run."""
-    argv = [
-        "eval",
-        "--name",
-        run_name_for(spec.experiment, setting),
-        "-r",
-        pair.repo,
-        "-t",
-        str(pair.task_id),
-        "-f",
-        f"{pair.feature_a},{pair.feature_b}",
-        "--concurrency",
-        "1",
-        "--backend",
-        spec.backend,
-        "--log-dir",
-        str(spec.logs_dir),
-        "--dataset-dir",
-        str(spec.dataset_dir),
-    ]
-    return argv + (["--force"] if force else [])
+    return _one_pair("eval", spec, pair, setting) + (["--force"] if force else [])

@@ -9,7 +9,7 @@ from cb_assets.defs.runs.assets import run_results
 from cb_assets.defs.runs.partitions import run_partitions
 from cb_assets.defs.runs.resources import CooperBenchRunner
 from cb_assets.evals import eval_row, rows_to_frame
-from cb_assets.failures import INFRA_ERROR
+from cb_assets.failures import INFRA_ERROR, classify_text
 from cb_assets.results import ResultFileError
 from cb_assets.settings import UnknownSettingError, get_setting
 
@@ -55,10 +55,14 @@ def eval_results(
             )
             launched = runner.eval_pair(pair, setting.name, force=config.force, log_path=log)
             if launched.exit_code != 0 or not (pair_dir / "eval.json").exists():
+                tail = launched.log_tail(20_000)
+                hit = classify_text(tail, patterns)
+                last = next((line for line in reversed(tail.splitlines()) if line.strip()), "")
                 raise _infra(
                     context,
-                    f"cooperbench eval exited with {launched.exit_code} for "
-                    f"{pair.key} ({setting.name}); log: {log}",
+                    f"cooperbench eval exited with {launched.exit_code} for {pair.key} "
+                    f"({setting.name}) [{hit.name if hit else 'runner-crash'}]: {last[-400:]}; "
+                    f"log: {log}",
                 )
         row = eval_row(pair_dir, pair, setting, ran=ran, patterns=patterns, logs_root=logs_root)
     except (ResultFileError, PairKeyError, UnknownSettingError) as exc:

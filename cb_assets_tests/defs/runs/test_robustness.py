@@ -6,15 +6,13 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import dagster as dg
 import pytest
 
 from cb_assets.backfill import partitions_needing_runs
-from cb_assets.dataset import parse_pair_key
 from cb_assets.defs.runs.liveness import PID_TAG, fail_dead_runs
-from cb_assets_tests.conftest import run_results_meta
+from cb_assets_tests.conftest import pair_dir, run_results_meta
 
 
 def key(pair: str, setting: str) -> str:
@@ -30,19 +28,6 @@ def platform(make_platform):
 
 def pairs_of(platform) -> list[str]:
     return [r[0] for r in platform.query("select pair from benchmark_pairs order by pair")]
-
-
-def pair_dir(platform, pair: str, setting: str) -> Path:
-    p = parse_pair_key(pair)
-    upstream = "solo" if setting == "solo" else "coop"
-    return (
-        platform.logs_dir
-        / f"oracle-{setting}"
-        / upstream
-        / p.repo
-        / str(p.task_id)
-        / p.features_dir
-    )
 
 
 MATERIALIZE_ONE = """

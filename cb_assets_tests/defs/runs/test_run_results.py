@@ -5,8 +5,7 @@ import json
 import dagster as dg
 import pytest
 
-from cb_assets.dataset import parse_pair_key
-from cb_assets_tests.conftest import run_results_meta
+from cb_assets_tests.conftest import pair_dir, run_results_meta
 
 SETTINGS = ("solo", "coop-comm", "coop-nocomm")
 
@@ -20,17 +19,7 @@ def first_pair(platform) -> str:
 
 
 def result_file(platform, pair: str, setting: str):
-    p = parse_pair_key(pair)
-    upstream = "solo" if setting == "solo" else "coop"
-    return (
-        platform.logs_dir
-        / f"oracle-{setting}"
-        / upstream
-        / p.repo
-        / str(p.task_id)
-        / p.features_dir
-        / "result.json"
-    )
+    return pair_dir(platform, pair, setting) / "result.json"
 
 
 @pytest.fixture

@@ -1,0 +1,40 @@
+"""The real `cooperbench eval` through eval_results, against a real Docker engine.
+
+No real task image is reachable here, so the stand-in (busybox and /workspace) cannot host
+upstream's test sandbox: the evaluation must come out as an infrastructure failure with the
+engine's message, retried and then given up on — never as a pass or a fail.
+"""
+
+import dagster as dg
+import docker
+
+from cb_assets.images import ImageRef
+from cb_assets.standin_images import push_standin
+
+
+def test_real_eval_on_a_standin_image_is_an_infrastructure_failure(
+    make_platform, docker_host, local_registry, monkeypatch
+) -> None:
+    platform = make_platform(n_pairs=1)
+    monkeypatch.setenv("DOCKER_HOST", docker_host)  # what upstream's eval backend connects to
+    monkeypatch.setenv("CB_DOCKER_HOST", docker_host)
+    monkeypatch.setenv("CB_IMAGE_REGISTRY", local_registry)
+    assert platform.materialize(["benchmark_pairs"]).success
+    pair, repo, task_id = platform.query("select pair, repo, task_id from benchmark_pairs")[0]
+    client = docker.DockerClient(base_url=docker_host)
+    push_standin(client, local_registry, ImageRef(repo, task_id).local_name)
+    platform.materialize(["task_images"], f"{repo}-{task_id}", raise_on_error=True)
+    key = dg.MultiPartitionKey({"pair": pair, "setting": "coop-nocomm"})
+    platform.materialize(["run_results"], key, raise_on_error=True)
+
+    result = platform.materialize(["eval_results"], key)
+    assert not result.success
+    retries = [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    assert len(retries) == 2
+    [failure] = [e for e in result.all_events if e.is_step_failure]
+    message = failure.event_specific_data.error.message
+    assert "cooperbench eval exited with" in message and "giving up after 3 attempts" in message
+    assert "OCI runtime" in message or "executable file not found" in message
+    assert platform.query(
+        "select count(*) from information_schema.tables where table_name = 'eval_results'"
+    ) == [(0,)]  # nothing counted
