@@ -1,16 +1,21 @@
 """Shared by the benchmark scripts: timing, and synthetic experiments in upstream's layout."""
 
+import argparse
 import os
 import re
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+from cb_assets import local_redis
+from cb_assets.config import PROJECT_ROOT
 from cb_assets.dataset import Pair
-from cb_assets.synthetic import agent_block, write_result
+from cb_assets.synthetic import agent_block, make_subset_dataset, write_result
 
 SETTINGS = (("solo", "solo"), ("coop-comm", "coop"), ("coop-nocomm", "coop"))
 
@@ -106,3 +111,24 @@ def instance_home(path: Path) -> Path:
         "telemetry:\n  enabled: false\n"
     )
     return path
+
+
+def add_platform_args(parser: argparse.ArgumentParser, pairs: int = 100) -> None:
+    parser.add_argument("--pairs", type=int, default=pairs)
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument(
+        "--dataset", type=Path, default=PROJECT_ROOT.parent / "shared" / "cooperbench-dataset"
+    )
+
+
+@contextmanager
+def bench_platform(args: argparse.Namespace) -> Iterator[tuple[Path, Path, str]]:
+    """A temp folder, a `bench` subset of the first `--pairs` pairs, and a Redis URL."""
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        dataset = make_subset_dataset(args.dataset, tmp / "dataset", args.pairs, name="bench")
+        redis_url, redis_proc = local_redis.start(tmp)
+        try:
+            yield tmp, dataset, redis_url
+        finally:
+            redis_proc.terminate()

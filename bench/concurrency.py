@@ -7,34 +7,19 @@ ideal 3 * pairs * T / C. Target: within 1.15 x the ideal.
 """
 
 import argparse
-import tempfile
-from pathlib import Path
 
-from bench.common import partition_phase, run_main_job
-from cb_assets import local_redis
-from cb_assets.config import PROJECT_ROOT
-from cb_assets.synthetic import make_subset_dataset
+from bench.common import add_platform_args, bench_platform, partition_phase, run_main_job
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--pairs", type=int, default=100)
+    add_platform_args(parser)
     parser.add_argument("--seconds", type=float, default=2.0)
-    parser.add_argument("--concurrency", type=int, default=4)
-    parser.add_argument(
-        "--dataset", type=Path, default=PROJECT_ROOT.parent / "shared" / "cooperbench-dataset"
-    )
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp_name:
-        tmp = Path(tmp_name)
-        dataset = make_subset_dataset(args.dataset, tmp / "dataset", args.pairs, name="bench")
-        redis_url, redis_proc = local_redis.start(tmp)
-        try:
-            out, _ = run_main_job(
-                tmp, dataset, redis_url, args.concurrency, CB_OFFLINE_AGENT_DELAY=str(args.seconds)
-            )
-        finally:
-            redis_proc.terminate()
+    with bench_platform(args) as (tmp, dataset, redis_url):
+        out, _ = run_main_job(
+            tmp, dataset, redis_url, args.concurrency, CB_OFFLINE_AGENT_DELAY=str(args.seconds)
+        )
     ok, n, measured = partition_phase(out)
     ideal = n * args.seconds / args.concurrency
     print(

@@ -11,14 +11,10 @@ import argparse
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from bench.common import partition_phase, run_main_job
-from cb_assets import local_redis
-from cb_assets.config import PROJECT_ROOT
-from cb_assets.synthetic import make_subset_dataset
+from bench.common import add_platform_args, bench_platform, partition_phase, run_main_job
 
 SETTING_FLAGS = {
     "solo": ["--setting", "solo"],
@@ -66,21 +62,11 @@ def bare_upstream(tmp: Path, dataset: Path, redis_url: str, concurrency: int) ->
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--pairs", type=int, default=100)
-    parser.add_argument("--concurrency", type=int, default=4)
-    parser.add_argument(
-        "--dataset", type=Path, default=PROJECT_ROOT.parent / "shared" / "cooperbench-dataset"
-    )
+    add_platform_args(parser)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp_name:
-        tmp = Path(tmp_name)
-        dataset = make_subset_dataset(args.dataset, tmp / "dataset", args.pairs, name="bench")
-        redis_url, redis_proc = local_redis.start(tmp)
-        try:
-            bare = bare_upstream(tmp, dataset, redis_url, args.concurrency)
-            out, platform = run_main_job(tmp, dataset, redis_url, args.concurrency)
-        finally:
-            redis_proc.terminate()
+    with bench_platform(args) as (tmp, dataset, redis_url):
+        bare = bare_upstream(tmp, dataset, redis_url, args.concurrency)
+        out, platform = run_main_job(tmp, dataset, redis_url, args.concurrency)
     ok, total, phase = partition_phase(out)
     print(
         f"orchestration overhead, {args.pairs} pairs x 3 settings = {3 * args.pairs} "

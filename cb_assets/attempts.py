@@ -53,6 +53,12 @@ def archive_root(logs_root: Path, pair_dir: Path) -> Path:
     return logs_root / ATTEMPTS_DIR / pair_dir.relative_to(logs_root)
 
 
+def process_log(logs_root: Path, pair_dir: Path, kind: str, number: int) -> Path:
+    """Where the cooperbench process output of attempt `number` goes (`kind`: run or eval)."""
+    relative = pair_dir.relative_to(logs_root).with_suffix(f".{number}.log")
+    return logs_root / ATTEMPTS_DIR / f"{kind}-logs" / relative
+
+
 def move_aside(logs_root: Path, pair_dir: Path) -> Path | None:
     """Move the previous attempt's folder out of upstream's way; return where it went."""
     if not pair_dir.is_dir() or not any(pair_dir.iterdir()):

@@ -38,8 +38,12 @@ class Pair:
         return f"f{self.feature_a}_f{self.feature_b}"
 
     def image(self, namespace: str = DEFAULT_IMAGE_NAMESPACE) -> str:
-        repo_clean = self.repo.removesuffix("_task").replace("_", "-")
-        return f"{namespace}/cooperbench-{repo_clean}:task{self.task_id}"
+        return image_name(self.repo, self.task_id, namespace)
+
+
+def image_name(repo: str, task_id: int, namespace: str = DEFAULT_IMAGE_NAMESPACE) -> str:
+    """Upstream's image naming: `akhatua/cooperbench-<repo without _task, _ → ->:task<id>`."""
+    return f"{namespace}/cooperbench-{repo.removesuffix('_task').replace('_', '-')}:task{task_id}"
 
 
 def parse_pair_key(key: str) -> Pair:

@@ -13,7 +13,7 @@ from typing import Any
 import docker
 import docker.errors
 
-from cb_assets.dataset import DEFAULT_IMAGE_NAMESPACE
+from cb_assets.dataset import DEFAULT_IMAGE_NAMESPACE, image_name
 
 
 class EngineError(RuntimeError):
@@ -30,13 +30,11 @@ class ImageRef:
     @property
     def local_name(self) -> str:
         """The name upstream's runner looks for: `akhatua/cooperbench-<repo>:task<id>`."""
-        repo_clean = self.repo.removesuffix("_task").replace("_", "-")
-        return f"{DEFAULT_IMAGE_NAMESPACE}/cooperbench-{repo_clean}:task{self.task_id}"
+        return image_name(self.repo, self.task_id)
 
     @property
     def remote_name(self) -> str:
-        repo_clean = self.repo.removesuffix("_task").replace("_", "-")
-        name = f"{self.namespace}/cooperbench-{repo_clean}:task{self.task_id}"
+        name = image_name(self.repo, self.task_id, self.namespace)
         return f"{self.registry}/{name}" if self.registry else name
 
 

@@ -76,11 +76,6 @@ def agent_blocks(result: dict[str, Any], path: Path) -> dict[str, dict[str, Any]
     raise ResultFileError(path, f"invalid key 'setting': {setting!r} (expected 'solo' or 'coop')")
 
 
-def needs_rerun(result: dict[str, Any], path: Path) -> bool:
-    """Upstream's rule: a result is final unless one of its agents ended in `Error`."""
-    return any(b.get("status") == "Error" for b in agent_blocks(result, path).values())
-
-
 def _number(block: dict[str, Any], key: str, path: Path, where: str) -> float:
     value = block.get(key, 0)
     if value is None:

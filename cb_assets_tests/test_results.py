@@ -6,7 +6,6 @@ import pytest
 from cb_assets.dataset import Pair
 from cb_assets.results import (
     ResultFileError,
-    needs_rerun,
     read_json_file,
     result_rows,
     rows_to_frame,
@@ -43,19 +42,6 @@ def test_coop_result_is_one_row_per_agent_with_messages(tmp_path: Path) -> None:
     assert all(r["messaging_enabled"] for r in rows)
     frame = rows_to_frame(rows)
     assert str(frame["error"].dtype) == "string" and frame["cost"].sum() == pytest.approx(0.3)
-
-
-def test_upstream_rerun_rule(tmp_path: Path) -> None:
-    ok = write_result(tmp_path / "a", "r", PAIR, "coop") / "result.json"
-    bad = write_result(
-        tmp_path / "b",
-        "r",
-        PAIR,
-        "coop",
-        agents=[agent_block(), agent_block(status="Error", error="boom")],
-    )
-    assert not needs_rerun(read_json_file(ok), ok)
-    assert needs_rerun(read_json_file(bad / "result.json"), bad / "result.json")
 
 
 def _corrupt(tmp_path: Path, mutate) -> Path:

@@ -14,3 +14,17 @@ INFRA_RETRY = dg.RetryPolicy(
     backoff=dg.Backoff.EXPONENTIAL,
     jitter=dg.Jitter.PLUS_MINUS,
 )
+
+
+def is_last_attempt(context: dg.AssetExecutionContext) -> bool:
+    return context.retry_number >= MAX_ATTEMPTS - 1
+
+
+def give_up_or_retry(
+    context: dg.AssetExecutionContext, error: Exception, final_description: str, **failure_kwargs
+) -> Exception:
+    """What to raise for an infrastructure failure: `error`, which INFRA_RETRY retries, while
+    attempts remain; on the last one a non-retryable Failure saying it gave up."""
+    if is_last_attempt(context):
+        return dg.Failure(description=final_description, allow_retries=False, **failure_kwargs)
+    return error

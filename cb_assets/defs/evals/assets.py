@@ -3,8 +3,9 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
+from cb_assets import attempts
 from cb_assets.dataset import PairKeyError, parse_pair_key
-from cb_assets.defs.policies import INFRA_RETRY, MAX_ATTEMPTS
+from cb_assets.defs.policies import INFRA_RETRY, MAX_ATTEMPTS, give_up_or_retry
 from cb_assets.defs.runs.assets import run_results
 from cb_assets.defs.runs.partitions import run_partitions
 from cb_assets.defs.runs.resources import CooperBenchRunner
@@ -47,12 +48,7 @@ def eval_results(
             )
         ran = config.force or not (pair_dir / "eval.json").exists()
         if ran:
-            log = (
-                logs_root
-                / "_attempts"
-                / "eval-logs"
-                / pair_dir.relative_to(logs_root).with_suffix(f".{context.retry_number + 1}.log")
-            )
+            log = attempts.process_log(logs_root, pair_dir, "eval", context.retry_number + 1)
             launched = runner.eval_pair(pair, setting.name, force=config.force, log_path=log)
             if launched.exit_code != 0 or not (pair_dir / "eval.json").exists():
                 tail = launched.log_tail(20_000)
@@ -81,9 +77,8 @@ def eval_results(
 
 
 def _infra(context: dg.AssetExecutionContext, message: str) -> Exception:
-    if context.retry_number >= MAX_ATTEMPTS - 1:
-        return dg.Failure(
-            description=f"infra_error: {message}; giving up after {MAX_ATTEMPTS} attempts",
-            allow_retries=False,
-        )
-    return RuntimeError(f"infra_error: {message}")
+    return give_up_or_retry(
+        context,
+        RuntimeError(f"infra_error: {message}"),
+        f"infra_error: {message}; giving up after {MAX_ATTEMPTS} attempts",
+    )

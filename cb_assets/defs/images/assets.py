@@ -4,7 +4,7 @@ from dagster_duckdb import DuckDBResource
 
 from cb_assets.defs.images.partitions import parse_task_key, task_partitions
 from cb_assets.defs.images.resources import DockerEngine
-from cb_assets.defs.policies import INFRA_RETRY, MAX_ATTEMPTS
+from cb_assets.defs.policies import INFRA_RETRY, MAX_ATTEMPTS, give_up_or_retry
 from cb_assets.defs.reports.tables import read_table
 from cb_assets.images import EngineError, ensure_image, probe_workspace
 
@@ -30,11 +30,9 @@ def task_images(context: dg.AssetExecutionContext, docker_engine: DockerEngine) 
             client, ref.local_name, docker_engine.probe_timeout_seconds
         )
     except EngineError as exc:
-        if context.retry_number >= MAX_ATTEMPTS - 1:
-            raise dg.Failure(
-                description=f"{exc} (gave up after {MAX_ATTEMPTS} attempts)", allow_retries=False
-            ) from None
-        raise
+        raise give_up_or_retry(
+            context, exc, f"{exc} (gave up after {MAX_ATTEMPTS} attempts)"
+        ) from None
     context.add_output_metadata(
         {
             "image": row["image"],

@@ -10,7 +10,12 @@ from cb_assets import attempts, duckdb_access
 from cb_assets.dataset import Pair, PairKeyError, parse_pair_key
 from cb_assets.defs.benchmark.assets import benchmark_pairs
 from cb_assets.defs.images.partitions import task_key
-from cb_assets.defs.policies import INFRA_RETRY, MAX_ATTEMPTS
+from cb_assets.defs.policies import (
+    INFRA_RETRY,
+    MAX_ATTEMPTS,
+    give_up_or_retry,
+    is_last_attempt,
+)
 from cb_assets.defs.runs.liveness import tag_current_process
 from cb_assets.defs.runs.partitions import run_partitions
 from cb_assets.defs.runs.resources import CooperBenchRunner, RedisUnavailableError
@@ -80,12 +85,7 @@ def _attempt(
     number = attempts.next_attempt(db_path, partition)
     attempts.move_aside(logs_root, pair_dir)
     started = attempts.now()
-    process_log = (
-        logs_root
-        / attempts.ATTEMPTS_DIR
-        / "process-logs"
-        / pair_dir.relative_to(logs_root).with_suffix(f".{number}.log")
-    )
+    process_log = attempts.process_log(logs_root, pair_dir, "process", number)
     exit_code, timed_out, log_text, result = None, False, "", None
     try:
         if setting.messaging:
@@ -109,8 +109,9 @@ def _attempt(
     except RedisUnavailableError as exc:
         log_text = str(exc)
         verdict = Verdict(INFRA_ERROR, "redis", str(exc))
-    final = not verdict.retryable or context.retry_number >= MAX_ATTEMPTS - 1
+    final = not verdict.retryable or is_last_attempt(context)
     cost, tokens_in, tokens_out = attempts.spend(result)
+    detail = scrub(verdict.detail, os.environ)
     attempts.mark(pair_dir, number, context.run.run_id)
     attempts.append(
         db_path,
@@ -125,7 +126,7 @@ def _attempt(
             "ended_at": attempts.now(),
             "classification": verdict.classification,
             "rule": verdict.rule,
-            "detail": scrub(verdict.detail, os.environ),
+            "detail": detail,
             "final": final,
             "exit_code": exit_code,
             "timed_out": timed_out,
@@ -149,24 +150,23 @@ def _attempt(
         )
     )
     if verdict.retryable:
-        summary = (
-            f"infra_error on attempt {number} of {pair.key} ({setting.name}): "
-            f"{verdict.rule}: {scrub(verdict.detail, os.environ)}"
+        summary = f"infra_error on attempt {number} of {pair.key} ({setting.name}): " + (
+            f"{verdict.rule}: {detail}"
         )
         if final:
             context.instance.add_run_tags(
                 context.run.run_id, {"cb_assets/classification": INFRA_ERROR}
             )
-            raise dg.Failure(
-                description=f"{summary}; giving up after {MAX_ATTEMPTS} attempts",
-                metadata={
-                    "classification": INFRA_ERROR,
-                    "rule": verdict.rule,
-                    "process_log": dg.MetadataValue.path(str(process_log)),
-                },
-                allow_retries=False,
-            )
-        raise InfrastructureFailure(summary)
+        raise give_up_or_retry(
+            context,
+            InfrastructureFailure(summary),
+            f"{summary}; giving up after {MAX_ATTEMPTS} attempts",
+            metadata={
+                "classification": INFRA_ERROR,
+                "rule": verdict.rule,
+                "process_log": dg.MetadataValue.path(str(process_log)),
+            },
+        )
     return verdict
 
 

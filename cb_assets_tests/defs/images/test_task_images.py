@@ -130,8 +130,11 @@ def test_image_without_workspace_fails_its_probe(platform, standins, local_regis
         )[0][0]
         is False
     )
-    probes = [c for c in client.containers.list(all=True)
-              if c.attrs["Config"]["Cmd"] == ["test", "-d", "/workspace"]]
+    probes = [
+        c
+        for c in client.containers.list(all=True)
+        if c.attrs["Config"]["Cmd"] == ["test", "-d", "/workspace"]
+    ]
     assert probes == []  # probe containers are removed
     push_standin(client, local_registry, ref.local_name)  # leave a good image behind
     client.images.remove(ref.local_name, force=True)
