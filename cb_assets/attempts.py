@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from cb_assets import duckdb_access
+import duckdb
 
 ATTEMPTS_DIR = "_attempts"
 MARKER = "cb_assets_attempt.json"  # which attempt wrote this folder
@@ -103,26 +103,27 @@ def spend(result: dict[str, Any] | None) -> tuple[float, int, int]:
     return float(total("cost")), int(total("input_tokens")), int(total("output_tokens"))
 
 
-def next_attempt(db_path: Path, partition: str) -> int:
-    with duckdb_access.connect(db_path) as conn:
-        conn.execute(RUN_ATTEMPTS_DDL)
-        (last,) = conn.execute(
-            "select coalesce(max(attempt), 0) from run_attempts where partition = ?", [partition]
-        ).fetchone()
-    return int(last) + 1
+def last_attempts(conn: duckdb.DuckDBPyConnection, partitions: list[str]) -> dict[str, int]:
+    """Partition → the number of its latest recorded attempt (partitions never tried: absent)."""
+    conn.execute(RUN_ATTEMPTS_DDL)
+    rows = conn.execute(
+        "select partition, max(attempt) from run_attempts "
+        "where partition in (select unnest(?::varchar[])) group by partition",
+        [partitions],
+    ).fetchall()
+    return {partition: int(last) for partition, last in rows}
 
 
-def append(db_path: Path, row: dict[str, Any]) -> None:
+def append(conn: duckdb.DuckDBPyConnection, row: dict[str, Any]) -> None:
     missing = set(COLUMNS) - set(row)
     if missing:
         raise ValueError(f"run_attempts row lacks {sorted(missing)}")
-    with duckdb_access.connect(db_path) as conn:
-        conn.execute(RUN_ATTEMPTS_DDL)
-        conn.execute(
-            f"insert into run_attempts ({', '.join(COLUMNS)}) values "
-            f"({', '.join('?' for _ in COLUMNS)})",
-            [row[c] for c in COLUMNS],
-        )
+    conn.execute(RUN_ATTEMPTS_DDL)
+    conn.execute(
+        f"insert into run_attempts ({', '.join(COLUMNS)}) values "
+        f"({', '.join('?' for _ in COLUMNS)})",
+        [row[c] for c in COLUMNS],
+    )
 
 
 def now() -> datetime:

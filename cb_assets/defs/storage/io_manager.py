@@ -21,6 +21,8 @@ from dagster._core.storage.db_io_manager import DbIOManager, TableSlice
 from dagster_duckdb.io_manager import DuckDbClient
 from dagster_duckdb_pandas import DuckDBPandasIOManager, DuckDBPandasTypeHandler
 
+from cb_assets.duckdb_access import insert_by_name, table_exists
+
 
 class AtomicDuckDbClient(DuckDbClient):
     @staticmethod
@@ -38,32 +40,20 @@ class AtomicDuckDbClient(DuckDbClient):
     @staticmethod
     def delete_table_slice(context: dg.OutputContext, table_slice: TableSlice, connection) -> None:
         # Inside a transaction a failed statement aborts it, so look before deleting.
-        exists = connection.execute(
-            "select 1 from information_schema.tables where table_schema = ? and table_name = ?",
-            [table_slice.schema, table_slice.table],
-        ).fetchone()
-        if exists:
+        if table_exists(connection, table_slice.table, table_slice.schema):
             DuckDbClient.delete_table_slice(context, table_slice, connection)
+            connection.fetchall()  # finish the delete's result before the insert registers a frame
 
 
 class EvolvingPandasTypeHandler(DuckDBPandasTypeHandler):
     def handle_output(
         self, context: dg.OutputContext, table_slice: TableSlice, obj: Any, connection
     ) -> None:
-        table = f"{table_slice.schema}.{table_slice.table}"
-        exists = connection.execute(
-            "select 1 from information_schema.tables where table_schema = ? and table_name = ?",
-            [table_slice.schema, table_slice.table],
-        ).fetchone()
-        if exists and not obj.empty:
-            have = {row[0] for row in connection.execute(f"describe {table}").fetchall()}
-            for name, sql_type, *_ in connection.execute("describe select * from obj").fetchall():
-                if name not in have:
-                    connection.execute(f'alter table {table} add column "{name}" {sql_type}')
-            connection.execute(f"insert into {table} by name select * from obj")
-            context.add_output_metadata({"row_count": len(obj)})
+        if obj.empty or not table_exists(connection, table_slice.table, table_slice.schema):
+            super().handle_output(context, table_slice, obj, connection)
             return
-        super().handle_output(context, table_slice, obj, connection)
+        insert_by_name(connection, table_slice.table, obj, table_slice.schema)
+        context.add_output_metadata({"row_count": len(obj)})
 
 
 class _InstanceScopedIOManager(dg.IOManager):
