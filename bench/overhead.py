@@ -3,8 +3,9 @@
     uv run python -m bench.overhead [--pairs 100] [--concurrency 4]
 
 Bare: `cooperbench run -s <subset>` once per setting with the `oracle` agent (through the
-wrapper that registers it). Platform: `cb-assets materialize` of the same pairs, one Dagster
-run per partition, on a fresh instance and DuckDB file. Target: platform <= 1.5 x bare.
+wrapper that registers it). Platform: `cb-assets materialize` of the same pairs (several
+partitions per Dagster run, each reporting its own status), on a fresh instance and DuckDB
+file. Target: platform <= 1.5 x bare.
 """
 
 import argparse

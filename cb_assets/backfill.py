@@ -53,3 +53,21 @@ def submit_backfill(
     )
     instance.add_backfill(backfill)
     return backfill.backfill_id
+
+
+def materialized_by_run(
+    instance: dg.DagsterInstance, run_id: str, asset_key: dg.AssetKey = RUN_RESULTS
+) -> list[str]:
+    """The partitions of `asset_key` that run `run_id` materialized, in order (one entry per
+    materialization event, so a doubled one shows)."""
+    from dagster._core.events import DagsterEventType
+
+    records = instance.get_records_for_run(
+        run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION
+    ).records
+    return [
+        event.partition
+        for record in records
+        if (event := record.event_log_entry.dagster_event) is not None
+        and event.asset_key == asset_key
+    ]

@@ -2,17 +2,19 @@
 
 `cb-assets materialize` is the main job: it materializes the whole asset graph on
 the local persistent Dagster instance (DAGSTER_HOME = the project root) and the
-DuckDB file under `data/`, with one Dagster run per pair-run partition so each
-keeps its own status, retries and backfill history.
+DuckDB file under `data/`. Pair-run partitions go several to a Dagster run (a range of
+pairs of one setting), and each keeps its own status, retries and backfill history.
 `cb-assets backfill` reruns exactly the partitions that failed or are missing.
 """
 
 import argparse
+import contextlib
+import importlib
 import os
 import socket
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from multiprocessing import get_context
 
 from cb_assets import config
@@ -39,52 +41,175 @@ def _note(asset: str, metadata: dict) -> str:
     return f"{how}: {metadata['classification'].value}"
 
 
-def _materialize_partition(asset: str, key: str) -> tuple[str, bool, str]:
-    """In a worker process: one Dagster run for one partition of `asset`."""
-    import dagster as dg
-
+def _init_worker() -> None:
+    # The instance is opened with the first batch: only then has the main process created
+    # its storage (workers creating a fresh SQLite storage at once race on its schema).
     from cb_assets.definitions import defs
 
-    if not _worker_state:
-        _worker_state["defs"] = defs()
+    _worker_state["defs"] = defs()
+
+
+def _job_for(asset: str):
+    """The job that materializes `asset`, built once per worker (building it from the
+    definitions costs a few tenths of a second, a run's worth)."""
+    import dagster as dg
+
+    jobs = _worker_state.setdefault("jobs", {})
+    if asset not in jobs:
+        d = _worker_state["defs"]
+        name = f"cb_assets_{asset}"
+        jobs[asset] = dg.Definitions(
+            assets=d.assets,
+            resources=d.resources,
+            jobs=[dg.define_asset_job(name, selection=[asset])],
+        ).resolve_job_def(name)
+    return jobs[asset]
+
+
+def _materialize_batch(asset: str, keys: list[str]) -> tuple[list[str], dict[str, str]]:
+    """In a worker process: one Dagster run for `keys` (one partition, or a range of them).
+    Returns the keys and, for each that did not materialize, why."""
+    import dagster as dg
+
+    from cb_assets.backfill import materialized_by_run
+    from cb_assets.batches import range_tags
+
+    if "defs" not in _worker_state:
+        _init_worker()
+    if "instance" not in _worker_state:
         _worker_state["instance"] = dg.DagsterInstance.get()
-    d, instance = _worker_state["defs"], _worker_state["instance"]
-    result = dg.materialize(
-        list(d.assets),
-        selection=[asset],
-        partition_key=key,
+    instance = _worker_state["instance"]
+    result = _job_for(asset).execute_in_process(
+        partition_key=keys[0] if len(keys) == 1 else None,
         instance=instance,
-        resources=d.resources,
         raise_on_error=False,
         run_config=QUIET,
-        tags={"cb_assets/launched_by": "cb-assets", "cb_assets/host": socket.gethostname()},
+        tags={
+            "cb_assets/launched_by": "cb-assets",
+            "cb_assets/host": socket.gethostname(),
+            **(range_tags(keys[0], keys[-1]) if len(keys) > 1 else {}),
+        },
     )
-    if result.success:
-        [meta] = [
-            m.metadata
-            for m in result.asset_materializations_for_node(asset)
-            if m.asset_key == dg.AssetKey(asset)
-        ]
-        return key, True, _note(asset, meta)
-    failures = [
-        e.event_specific_data.error.message.strip().splitlines()[0]
-        for e in result.all_events
-        if e.is_step_failure
-    ]
-    return key, False, failures[-1] if failures else "failed"
+    done = set(materialized_by_run(instance, result.run_id, dg.AssetKey(asset)))
+    failed = [k for k in keys if k not in done]
+    if not failed:
+        return keys, {}
+    failures = [e.event_specific_data for e in result.all_events if e.is_step_failure]
+    if not failures:
+        return keys, dict.fromkeys(failed, "failed")
+    last = failures[-1]
+    per_key = (
+        last.user_failure_data.metadata.get("failed_partitions") if last.user_failure_data else None
+    )
+    first_line = last.error.message.strip().splitlines()[0]
+    return keys, {k: (per_key.value.get(k, first_line) if per_key else first_line) for k in failed}
 
 
-def _run_partitions(keys: list[str], concurrency: int, asset: str = "run_results") -> list[str]:
-    """Materialize `keys` from a pool of worker processes; print a line each; return failures."""
-    failed = []
-    with ProcessPoolExecutor(max_workers=concurrency, mp_context=get_context("spawn")) as pool:
-        futures = [pool.submit(_materialize_partition, asset, key) for key in keys]
-        for done, future in enumerate(as_completed(futures), 1):
-            key, ok, note = future.result()
-            if not ok:
-                failed.append(key)
-            print(f"[{done}/{len(keys)}] {'ok  ' if ok else 'FAIL'} {key} {note}", flush=True)
-    return failed
+class _Progress:
+    """Prints a line per partition as the instance records it: materializations as they land
+    in the event log (a batch reports each of its partitions as it finishes), failures when
+    their batch returns."""
+
+    def __init__(self, instance, asset: str, keys: list[str]) -> None:
+        import dagster as dg
+
+        self._instance, self._asset_key = instance, dg.AssetKey(asset)
+        self._asset, self._wanted, self._total = asset, set(keys), len(keys)
+        self._seen: set[str] = set()
+        self.failed: list[str] = []
+        latest = instance.fetch_materializations(self._asset_key, limit=1, ascending=False)
+        self._cursor = latest.records[0].storage_id if latest.records else None
+
+    def _line(self, ok: bool, key: str, note: str) -> None:
+        self._seen.add(key)
+        done = len(self._seen)
+        print(f"[{done}/{self._total}] {'ok  ' if ok else 'FAIL'} {key} {note}", flush=True)
+
+    def poll(self) -> None:
+        import dagster as dg
+
+        while True:
+            page = self._instance.fetch_materializations(
+                dg.AssetRecordsFilter(asset_key=self._asset_key, after_storage_id=self._cursor),
+                limit=500,
+                ascending=True,
+            )
+            for record in page.records:
+                self._cursor = record.storage_id
+                event = record.asset_materialization
+                if event and event.partition in self._wanted and event.partition not in self._seen:
+                    self._line(True, event.partition, _note(self._asset, event.metadata))
+            if not page.has_more:
+                return
+
+    def batch_done(self, keys: list[str], failures: dict[str, str]) -> None:
+        self.poll()
+        for key in keys:
+            if key in failures and key not in self._seen:
+                self.failed.append(key)
+                self._line(False, key, failures[key])
+
+
+def _start_workers(concurrency: int) -> ProcessPoolExecutor:
+    """The cooperbench fork server and the worker pool, started so their start-ups overlap.
+
+    The fork server (an ~8 s import of cooperbench) starts first, in the background. The
+    workers are forked from this process once it has imported the definitions, so they
+    share that import instead of repeating it; nothing here has started a thread yet,
+    which is what makes forking safe (a pool that forks starts all its workers before its
+    own management thread).
+    """
+    _use_project_instance()
+    if config.launcher() == "forkserver":
+        from cb_assets.runner.forkserver import socket_path_for, start_server
+
+        # a failure here is reported by the first pair-run, which tries again and waits
+        with contextlib.suppress(Exception):
+            start_server(socket_path_for(config.logs_dir()), wait=False)
+    import pkgutil
+
+    import cb_assets.defs
+
+    for module in pkgutil.walk_packages(cb_assets.defs.__path__, "cb_assets.defs."):
+        importlib.import_module(module.name)
+    pool = ProcessPoolExecutor(
+        max_workers=concurrency, mp_context=get_context("fork"), initializer=_init_worker
+    )
+    pool.submit(int)  # starts every worker (a forking pool starts them all at once)
+    return pool
+
+
+def _run_partitions(
+    pool: ProcessPoolExecutor,
+    instance,
+    keys: list[str],
+    concurrency: int,
+    asset: str = "run_results",
+) -> list[str]:
+    """Materialize `keys` from a pool of worker processes; print a line each; return failures.
+
+    run_results partitions go in batches (one Dagster run per range of pairs of one setting,
+    see cb_assets.batches); the other assets' partitions go one per run."""
+    from cb_assets.batches import BatchQueue, segments
+    from cb_assets.settings import SETTING_NAMES
+
+    if asset == "run_results":
+        pairs = instance.get_dynamic_partitions("pairs")
+        queue = BatchQueue(segments(keys, pairs, SETTING_NAMES), concurrency)
+    else:
+        queue = BatchQueue([[k] for k in keys], concurrency, cap=1)
+    progress = _Progress(instance, asset, keys)
+    running = set()
+    while True:
+        while len(running) < concurrency and (batch := queue.next()) is not None:
+            running.add(pool.submit(_materialize_batch, asset, batch))
+        if not running:
+            break
+        finished, running = wait(running, timeout=1.0, return_when=FIRST_COMPLETED)
+        progress.poll()
+        for future in finished:
+            progress.batch_done(*future.result())
+    return progress.failed
 
 
 def _setup(settings: list[str]):
@@ -132,9 +257,7 @@ def _finish(
     import dagster as dg
 
     from cb_assets.defs.reports.assets import REPORT_SELECTION
-    from cb_assets.runner.forkserver import stop_server
 
-    stop_server(d.resources["runner"].fork_socket())
     final = dg.materialize(
         [*d.assets, *(d.asset_checks or [])],
         selection=REPORT_SELECTION
@@ -168,6 +291,20 @@ def _finish(
 
 
 def materialize(args: argparse.Namespace) -> int:
+    with _start_workers(args.concurrency) as pool:
+        try:
+            return _materialize(pool, args)
+        finally:
+            _stop_fork_server()
+
+
+def _stop_fork_server() -> None:
+    from cb_assets.runner.forkserver import socket_path_for, stop_server
+
+    stop_server(socket_path_for(config.logs_dir()))
+
+
+def _materialize(pool: ProcessPoolExecutor, args: argparse.Namespace) -> int:
     settings = args.settings or list(SETTING_NAMES)
     setup = _setup(settings)
     if setup is None:
@@ -177,7 +314,7 @@ def materialize(args: argparse.Namespace) -> int:
 
     if args.pairs:
         pairs = pairs[: args.pairs]
-    image_failures = _task_images(d, instance, args)
+    image_failures = _task_images(pool, d, instance, args)
     if image_failures is None:
         return 2
     keys = [str(dg.MultiPartitionKey({"pair": p, "setting": s})) for p in pairs for s in settings]
@@ -187,15 +324,19 @@ def materialize(args: argparse.Namespace) -> int:
         f"{args.concurrency} at a time"
     )
     started = time.monotonic()
-    failed = _run_partitions(keys, args.concurrency)
+    failed = _run_partitions(pool, instance, keys, args.concurrency)
     if args.evals:
         done = [k for k in keys if k not in failed]
         print(f"cb-assets: evaluating {len(done)} pair-runs with cooperbench eval")
-        failed += _run_partitions(done, min(args.concurrency, 2), asset="eval_results")
+        failed += _run_partitions(
+            pool, instance, done, min(args.concurrency, 2), asset="eval_results"
+        )
     return _finish(d, instance, started, keys, failed + image_failures, analysis=args.evals)
 
 
-def _task_images(d, instance, args: argparse.Namespace) -> list[str] | None:
+def _task_images(
+    pool: ProcessPoolExecutor, d, instance, args: argparse.Namespace
+) -> list[str] | None:
     """Pull and probe the subset's images when an engine answers (or when asked to)."""
     from cb_assets.images import EngineError
 
@@ -212,7 +353,7 @@ def _task_images(d, instance, args: argparse.Namespace) -> list[str] | None:
         return []
     tasks = sorted(instance.get_dynamic_partitions("tasks"))
     print(f"cb-assets: {len(tasks)} task_images partitions on {engine.endpoint}")
-    return _run_partitions(tasks, min(args.concurrency, 2), asset="task_images")
+    return _run_partitions(pool, instance, tasks, min(args.concurrency, 2), asset="task_images")
 
 
 def backfill(args: argparse.Namespace) -> int:
@@ -244,7 +385,11 @@ def backfill(args: argparse.Namespace) -> int:
             f"cb-assets: running {len(chosen)} {what} partitions here, {args.concurrency} at a time"
         )
         started = time.monotonic()
-        failed = _run_partitions(list(chosen), args.concurrency)
+        with _start_workers(args.concurrency) as pool:
+            try:
+                failed = _run_partitions(pool, instance, list(chosen), args.concurrency)
+            finally:
+                _stop_fork_server()
         return _finish(d, instance, started, list(chosen), failed)
     backfill_id = submit_backfill(
         instance, d, list(chosen), title=f"cb-assets backfill: {what} partitions"

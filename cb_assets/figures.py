@@ -3,19 +3,28 @@
 import base64
 import math
 from pathlib import Path
+from typing import Any
 
-import matplotlib
+import pandas as pd
 
-matplotlib.use("Agg")  # files only: no display on these machines
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from cb_assets.settings import SETTING_NAMES  # noqa: E402
+from cb_assets.settings import SETTING_NAMES
 
 COLORS = {"solo": "#4C72B0", "coop-comm": "#55A868", "coop-nocomm": "#C44E52"}
 
 
+def _pyplot() -> Any:
+    # Imported on first use: matplotlib costs a second at import, and every process that
+    # loads the definitions (each run worker included) would pay it.
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display on these machines
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def _save(fig, path: Path) -> Path:
+    plt = _pyplot()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -24,7 +33,7 @@ def _save(fig, path: Path) -> Path:
 
 
 def cost_per_setting(manifest: dict, path: Path) -> Path:
-    fig, ax = plt.subplots(figsize=(5, 3.2))
+    fig, ax = _pyplot().subplots(figsize=(5, 3.2))
     costs = [manifest["settings"][s]["cost_total"] for s in SETTING_NAMES]
     failed = [manifest["settings"][s].get("failed_attempts_cost", 0.0) for s in SETTING_NAMES]
     ax.bar(SETTING_NAMES, costs, color=[COLORS[s] for s in SETTING_NAMES], label="final results")
@@ -36,7 +45,7 @@ def cost_per_setting(manifest: dict, path: Path) -> Path:
 
 
 def status_mix(manifest: dict, path: Path) -> Path:
-    fig, ax = plt.subplots(figsize=(5, 3.2))
+    fig, ax = _pyplot().subplots(figsize=(5, 3.2))
     statuses = sorted({k for s in SETTING_NAMES for k in manifest["settings"][s]["status_counts"]})
     bottom = [0] * len(SETTING_NAMES)
     for status in statuses:
@@ -50,7 +59,7 @@ def status_mix(manifest: dict, path: Path) -> Path:
 
 
 def pass_rate(rates: pd.DataFrame, path: Path) -> Path:
-    fig, ax = plt.subplots(figsize=(5, 3.2))
+    fig, ax = _pyplot().subplots(figsize=(5, 3.2))
     rates = rates.set_index("setting").reindex(list(SETTING_NAMES))
     values = rates["pass_rate"].fillna(0).tolist()
     err = [

@@ -2,7 +2,7 @@
 
 The same parsing as `run_results` (`results.result_rows`), on every core, written
 in one transaction: for bringing in thousands of runs made elsewhere at once, where
-one Dagster run per partition would be the slow part. Rows of the pair-runs it
+even batched Dagster runs (one event per partition) would be the slow part. Rows of the pair-runs it
 loads replace earlier rows of the same pair-runs.
 """
 

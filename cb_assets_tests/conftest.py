@@ -18,6 +18,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from cb_assets.batches import range_tags
 from cb_assets.config import PROJECT_ROOT
 from cb_assets.synthetic import make_subset_dataset  # noqa: F401  (re-exported for tests)
 
@@ -100,7 +101,9 @@ class Platform:
         partition_key: str | None = None,
         run_config: dict | None = None,
         raise_on_error: bool = False,
+        partition_range: tuple[str, str] | None = None,
     ) -> dg.ExecuteInProcessResult:
+        """Materialize `selection` for one partition, or for a range (first, last) in one run."""
         d = self.defs()
         return dg.materialize(
             list(d.assets),
@@ -110,6 +113,7 @@ class Platform:
             resources=d.resources,
             raise_on_error=raise_on_error,
             run_config=run_config,
+            tags=range_tags(*partition_range) if partition_range else None,
         )
 
     def query(self, sql: str) -> list[tuple]:

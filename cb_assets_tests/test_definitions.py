@@ -15,10 +15,8 @@ def test_definitions_hold_the_asset_graph() -> None:
     run_results = d.resolve_assets_def("run_results")
     assert isinstance(run_results.partitions_def, dg.MultiPartitionsDefinition)
     assert [dim.name for dim in run_results.partitions_def.partitions_defs] == ["pair", "setting"]
-    assert run_results.metadata_by_key[dg.AssetKey("run_results")]["partition_expr"] == {
-        "pair": "pair",
-        "setting": "setting",
-    }
+    # backfills batch run_results partitions, one setting and up to 25 pairs per run
+    assert run_results.backfill_policy == dg.BackfillPolicy.multi_run(25)
     assert {"io_manager", "duckdb", "dataset", "runner"} <= set(d.resources)
 
 

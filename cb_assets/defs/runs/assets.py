@@ -1,4 +1,6 @@
 import os
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
@@ -7,6 +9,7 @@ import pandas as pd
 from dagster_duckdb import DuckDBResource
 
 from cb_assets import attempts, duckdb_access
+from cb_assets.backfill import RUN_RESULTS, materialized_by_run
 from cb_assets.dataset import Pair, PairKeyError, parse_pair_key
 from cb_assets.defs.benchmark.assets import benchmark_pairs
 from cb_assets.defs.images.partitions import task_key
@@ -19,7 +22,8 @@ from cb_assets.defs.policies import (
 from cb_assets.defs.runs.liveness import tag_current_process
 from cb_assets.defs.runs.partitions import run_partitions
 from cb_assets.defs.runs.resources import CooperBenchRunner, RedisUnavailableError
-from cb_assets.failures import INFRA_ERROR, Verdict, classify
+from cb_assets.duckdb_access import replace_rows
+from cb_assets.failures import INFRA_ERROR, Pattern, Verdict, classify
 from cb_assets.results import (
     ResultFileError,
     agent_blocks,
@@ -36,6 +40,9 @@ class RunResultsConfig(dg.Config):
     """Rerun the pair even if a final result.json already exists for it."""
 
 
+PARTITIONS_PER_RUN = 25
+
+
 class InfrastructureFailure(Exception):
     """An attempt failed for reasons that are not the agent's; the RetryPolicy retries it."""
 
@@ -49,17 +56,15 @@ run_attempts = dg.AssetSpec(
 )
 
 
-def image_digest(db_path: Path, pair: Pair) -> str | None:
-    """The digest `task_images` last recorded for the pair's task: the image the run used."""
-    with duckdb_access.connect(db_path) as conn:
-        try:
-            row = conn.execute(
-                "select coalesce(repo_digest, image_id) from task_images where task = ?",
-                [task_key(pair.repo, pair.task_id)],
-            ).fetchone()
-        except duckdb.CatalogException:
-            return None
-    return row[0] if row else None
+def image_digests(conn: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    """Task partition → the digest `task_images` last recorded: the image its runs use."""
+    try:
+        rows = conn.execute(
+            "select task, coalesce(repo_digest, image_id) from task_images"
+        ).fetchall()
+    except duckdb.CatalogException:
+        return {}
+    return dict(rows)
 
 
 def _read_existing(result_file: Path, logs_root: Path) -> dict | None:
@@ -70,19 +75,29 @@ def _read_existing(result_file: Path, logs_root: Path) -> dict | None:
     return data
 
 
+@dataclass
+class _Attempt:
+    """What one attempt left: its verdict, its run_attempts row, and (for an infrastructure
+    failure) what to raise once the row is recorded."""
+
+    verdict: Verdict
+    row: dict
+    failure: Exception | None
+
+
 def _attempt(
     context: dg.AssetExecutionContext,
     runner: CooperBenchRunner,
-    db_path: Path,
+    partition: str,
+    number: int,
     pair: Pair,
     setting: Setting,
     force: bool,
-) -> Verdict:
-    """Run one attempt through upstream, keep the previous attempt's files, record a row."""
-    partition = context.partition_key
+    patterns: tuple[Pattern, ...],
+) -> _Attempt:
+    """Run one attempt through upstream, keeping the previous attempt's files aside."""
     pair_dir = runner.pair_dir(pair, setting.name)
     logs_root = Path(runner.logs_dir)
-    number = attempts.next_attempt(db_path, partition)
     attempts.move_aside(logs_root, pair_dir)
     started = attempts.now()
     process_log = attempts.process_log(logs_root, pair_dir, "process", number)
@@ -90,9 +105,6 @@ def _attempt(
     try:
         if setting.messaging:
             runner.check_redis()
-        context.log.info(
-            f"attempt {number}: running {pair.key} ({setting.name}) with {runner.agent}"
-        )
         launched = runner.run_pair(pair, setting.name, force=force, log_path=process_log)
         exit_code, timed_out, log_text = launched.exit_code, launched.timed_out, launched.log_tail()
         try:
@@ -104,7 +116,7 @@ def _attempt(
             timed_out=timed_out,
             log_text=log_text,
             result=result,
-            patterns=runner.failure_patterns(),
+            patterns=patterns,
         )
     except RedisUnavailableError as exc:
         log_text = str(exc)
@@ -113,42 +125,28 @@ def _attempt(
     cost, tokens_in, tokens_out = attempts.spend(result)
     detail = scrub(verdict.detail, os.environ)
     attempts.mark(pair_dir, number, context.run.run_id)
-    attempts.append(
-        db_path,
-        {
-            "partition": partition,
-            "pair": pair.key,
-            "setting": setting.name,
-            "attempt": number,
-            "dagster_run_id": context.run.run_id,
-            "retry_number": context.retry_number,
-            "started_at": started,
-            "ended_at": attempts.now(),
-            "classification": verdict.classification,
-            "rule": verdict.rule,
-            "detail": detail,
-            "final": final,
-            "exit_code": exit_code,
-            "timed_out": timed_out,
-            "cost": cost,
-            "input_tokens": tokens_in,
-            "output_tokens": tokens_out,
-            "log_dir": str(pair_dir),
-            "log_excerpt": scrub(log_text[-2000:], os.environ),
-        },
-    )
-    context.log_event(
-        dg.AssetMaterialization(
-            "run_attempts",
-            partition=None,
-            metadata={
-                "partition": partition,
-                "attempt": number,
-                "classification": verdict.classification,
-                "rule": verdict.rule,
-            },
-        )
-    )
+    row = {
+        "partition": partition,
+        "pair": pair.key,
+        "setting": setting.name,
+        "attempt": number,
+        "dagster_run_id": context.run.run_id,
+        "retry_number": context.retry_number,
+        "started_at": started,
+        "ended_at": attempts.now(),
+        "classification": verdict.classification,
+        "rule": verdict.rule,
+        "detail": detail,
+        "final": final,
+        "exit_code": exit_code,
+        "timed_out": timed_out,
+        "cost": cost,
+        "input_tokens": tokens_in,
+        "output_tokens": tokens_out,
+        "log_dir": str(pair_dir),
+        "log_excerpt": scrub(log_text[-2000:], os.environ),
+    }
+    failure = None
     if verdict.retryable:
         summary = f"infra_error on attempt {number} of {pair.key} ({setting.name}): " + (
             f"{verdict.rule}: {detail}"
@@ -157,7 +155,7 @@ def _attempt(
             context.instance.add_run_tags(
                 context.run.run_id, {"cb_assets/classification": INFRA_ERROR}
             )
-        raise give_up_or_retry(
+        failure = give_up_or_retry(
             context,
             InfrastructureFailure(summary),
             f"{summary}; giving up after {MAX_ATTEMPTS} attempts",
@@ -167,7 +165,175 @@ def _attempt(
                 "process_log": dg.MetadataValue.path(str(process_log)),
             },
         )
-    return verdict
+    return _Attempt(verdict, row, failure)
+
+
+def _materialize_partition(
+    context: dg.AssetExecutionContext,
+    runner: CooperBenchRunner,
+    db_path: Path,
+    partition: str,
+    force: bool,
+    patterns: tuple[Pattern, ...],
+    known: "_Known",
+) -> "_Recorded":
+    """Run (or ingest) one pair-run and replace its rows; return its materialization metadata.
+
+    Raises InfrastructureFailure (retryable) or dg.Failure; the attempt's row is recorded
+    first either way, in the one DuckDB write of the partition (a single writer at a time
+    across all runs, so each partition holds the file once, briefly).
+    """
+    logs_root = Path(runner.logs_dir)
+    try:
+        keys = run_partitions.get_partition_key_from_str(partition).keys_by_dimension
+        pair = parse_pair_key(keys["pair"])
+        setting = get_setting(keys["setting"])
+        pair_dir = runner.pair_dir(pair, setting.name)
+        result_file = pair_dir / "result.json"
+        existing = _read_existing(result_file, logs_root)
+    except (ResultFileError, PairKeyError, UnknownSettingError) as exc:
+        # Bad input is not retried: retrying cannot fix a file or a key.
+        raise dg.Failure(description=str(exc), allow_retries=False) from None
+    verdict = (
+        None
+        if existing is None
+        else classify(
+            exit_code=None, timed_out=False, log_text="", result=existing, patterns=patterns
+        )
+    )
+    ran = force or verdict is None or verdict.retryable
+    digest = known.digests.get(task_key(pair.repo, pair.task_id))
+    number = known.last_attempts.get(partition, 0) + 1
+    attempt = (
+        _attempt(context, runner, partition, number, pair, setting, force, patterns)
+        if ran
+        else None
+    )
+    failure, frame = attempt.failure if attempt else None, None
+    if failure is None:
+        verdict = attempt.verdict if attempt else verdict
+        try:
+            rows = result_rows(
+                pair_dir, pair, setting, ran=ran, logs_root=logs_root, image_digest=digest
+            )
+            frame = rows_to_frame(
+                [
+                    {
+                        **r,
+                        "classification": verdict.classification,
+                        "classification_rule": verdict.rule,
+                    }
+                    for r in rows
+                ]
+            )
+        except ResultFileError as exc:
+            failure = dg.Failure(description=str(exc), allow_retries=False)
+    with duckdb_access.connect(db_path) as conn:
+        if attempt:
+            attempts.append(conn, attempt.row)
+        if frame is not None:
+            replace_rows(conn, "run_results", {"pair": pair.key, "setting": setting.name}, frame)
+    if failure is not None:
+        raise failure
+    metadata = {
+        "ran": ran,
+        "attempt": number if ran else None,
+        "classification": verdict.classification,
+        "statuses": ", ".join(sorted(frame["status"].astype(str))),
+        "cost": float(frame["cost"].sum()),
+        "messages_sent": None
+        if pd.isna(frame["messages_sent"].iloc[0])
+        else int(frame["messages_sent"].iloc[0]),
+        "row_count": len(frame),
+        "result_file": dg.MetadataValue.path(str(result_file)),
+    }
+    return _Recorded(metadata, frame, attempt.row if attempt else None)
+
+
+@dataclass(frozen=True)
+class _Recorded:
+    """What one partition wrote, kept until the step has checked it reads back."""
+
+    metadata: dict
+    frame: pd.DataFrame
+    attempt_row: dict | None
+
+
+def _check_recorded(
+    context: dg.AssetExecutionContext, db_path: Path, recorded: dict[str, _Recorded]
+) -> None:
+    """Read back what the step wrote and write again whatever is not there.
+
+    Many processes take turns writing one DuckDB file; once (1 partition in ~1,500
+    under load, never reproduced since) a write that had committed was not in the file
+    afterwards. One read per step finds that before the step reports success.
+    """
+    with duckdb_access.connect(db_path) as conn:
+        present = {
+            f"{pair}|{setting}"
+            for pair, setting in conn.execute(
+                "select distinct pair, setting from run_results "
+                "where pair in (select unnest(?::varchar[]))",
+                [sorted({key.split("|")[0] for key in recorded})],
+            ).fetchall()
+        }
+        attempted = {
+            (partition, number)
+            for partition, number in conn.execute(
+                "select partition, attempt from run_attempts "
+                "where partition in (select unnest(?::varchar[]))",
+                [list(recorded)],
+            ).fetchall()
+        }
+        for key, written in recorded.items():
+            row = written.attempt_row
+            if row is not None and (key, row["attempt"]) not in attempted:
+                context.log.warning(
+                    f"{key}: attempt {row['attempt']} was not in DuckDB; wrote it again"
+                )
+                attempts.append(conn, row)
+            if key not in present:
+                context.log.warning(f"{key}: its rows were not in DuckDB; wrote them again")
+                pair, setting = key.split("|")
+                replace_rows(conn, "run_results", {"pair": pair, "setting": setting}, written.frame)
+
+
+@dataclass(frozen=True)
+class _Known:
+    """What a step reads from DuckDB once for all its partitions."""
+
+    digests: dict[str, str]
+    last_attempts: dict[str, int]
+
+    @classmethod
+    def read(cls, db_path: Path, partitions: list[str]) -> "_Known":
+        with duckdb_access.connect(db_path) as conn:
+            return cls(image_digests(conn), attempts.last_attempts(conn, partitions))
+
+
+def _batch_failure(failures: dict[str, Exception], total: int) -> Exception:
+    """One exception for a batch: retryable while any partition failed on infrastructure
+    with attempts left, else a Failure listing every failed partition and why."""
+    if len(failures) == 1 and total == 1:
+        return next(iter(failures.values()))
+    lines = "\n".join(
+        f"{key}: {getattr(exc, 'description', None) or exc}" for key, exc in failures.items()
+    )
+    summary = f"{len(failures)} of {total} partitions failed"
+    if any(isinstance(exc, InfrastructureFailure) for exc in failures.values()):
+        return InfrastructureFailure(f"{summary}; retrying those:\n{lines}")
+    return dg.Failure(
+        description=f"{summary}:\n{lines}",
+        allow_retries=False,
+        metadata={
+            "failed_partitions": dg.MetadataValue.json(
+                {
+                    key: str(getattr(exc, "description", None) or exc)
+                    for key, exc in failures.items()
+                }
+            )
+        },
+    )
 
 
 @dg.asset(
@@ -176,72 +342,67 @@ def _attempt(
     group_name="runs",
     kinds={"duckdb"},
     retry_policy=INFRA_RETRY,
+    backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=PARTITIONS_PER_RUN),
     pool="cooperbench_runs",
-    metadata={"partition_expr": {"pair": "pair", "setting": "setting"}},
+    output_required=False,
 )
 def run_results(
     context: dg.AssetExecutionContext,
     config: RunResultsConfig,
     runner: CooperBenchRunner,
     duckdb: DuckDBResource,
-) -> pd.DataFrame:
+) -> Iterator[dg.MaterializeResult]:
     """One row per agent of one pair in one setting, from upstream's result.json.
 
     Runs the pair through the real `cooperbench run` unless a final result exists:
     a result is final unless an agent hit an infrastructure error. Infrastructure
     failures are retried (3 attempts, exponential backoff with jitter); each attempt
     is a row of `run_attempts` and its files are kept under `<logs>/_attempts/`.
+
+    A run may carry a range of partitions (backfills take up to 25 per run, one setting
+    at a time): they run one after another, each is recorded and materialized as soon as
+    it finishes, a retry reruns only those that failed, and the ones that never succeed
+    end up failed on their own.
     """
     tag_current_process(context)
-    keys = context.partition_key.keys_by_dimension
-    try:
-        pair = parse_pair_key(keys["pair"])
-        setting = get_setting(keys["setting"])
-        pair_dir = runner.pair_dir(pair, setting.name)
-        result_file = pair_dir / "result.json"
-        existing = _read_existing(result_file, Path(runner.logs_dir))
-        verdict = (
-            None
-            if existing is None
-            else classify(
-                exit_code=None,
-                timed_out=False,
-                log_text="",
-                result=existing,
-                patterns=runner.failure_patterns(),
+    db_path = Path(duckdb.database)
+    patterns = runner.failure_patterns()
+    keys = list(context.partition_keys)
+    # a retry of the step reruns only what the earlier attempts did not record
+    done = (
+        set(materialized_by_run(context.instance, context.run.run_id))
+        if context.retry_number
+        else set()
+    )
+    todo = [key for key in keys if key not in done]
+    known = _Known.read(db_path, todo)
+    # One line per step, not per pair: every event costs the SQLite event log ~10 ms.
+    context.log.info(
+        f"{len(todo)} pair-run(s) with {runner.agent}, one after another: "
+        + (todo[0] if len(todo) == 1 else f"{todo[0]} … {todo[-1]}" if todo else "none")
+    )
+    failures: dict[str, Exception] = {}
+    recorded: dict[str, _Recorded] = {}
+    for key in todo:
+        try:
+            recorded[key] = _materialize_partition(
+                context, runner, db_path, key, config.force, patterns, known
             )
+        except (InfrastructureFailure, dg.Failure) as exc:
+            failures[key] = exc
+            continue
+        if len(keys) > 1:
+            context.log_event(
+                dg.AssetMaterialization(RUN_RESULTS, partition=key, metadata=recorded[key].metadata)
+            )
+    if recorded:
+        _check_recorded(context, db_path, recorded)
+    attempted = len(failures) + sum(bool(r.metadata["ran"]) for r in recorded.values())
+    if attempted:
+        context.log_event(
+            dg.AssetMaterialization("run_attempts", metadata={"attempts_recorded": attempted})
         )
-        ran = config.force or verdict is None or verdict.retryable
-        if ran:
-            verdict = _attempt(context, runner, Path(duckdb.database), pair, setting, config.force)
-        rows = result_rows(
-            pair_dir,
-            pair,
-            setting,
-            ran=ran,
-            logs_root=Path(runner.logs_dir),
-            image_digest=image_digest(Path(duckdb.database), pair),
-        )
-    except (ResultFileError, PairKeyError, UnknownSettingError) as exc:
-        # Bad input is not retried: retrying cannot fix a file or a key.
-        raise dg.Failure(description=str(exc), allow_retries=False) from None
-
-    frame = rows_to_frame(
-        [
-            {**r, "classification": verdict.classification, "classification_rule": verdict.rule}
-            for r in rows
-        ]
-    )
-    context.add_output_metadata(
-        {
-            "ran": ran,
-            "classification": verdict.classification,
-            "statuses": ", ".join(sorted(frame["status"].astype(str))),
-            "cost": float(frame["cost"].sum()),
-            "messages_sent": None
-            if pd.isna(frame["messages_sent"].iloc[0])
-            else int(frame["messages_sent"].iloc[0]),
-            "result_file": dg.MetadataValue.path(str(result_file)),
-        }
-    )
-    return frame
+    if failures:
+        raise _batch_failure(failures, len(keys))
+    if len(keys) == 1 and recorded:
+        yield dg.MaterializeResult(metadata=recorded[keys[0]].metadata)

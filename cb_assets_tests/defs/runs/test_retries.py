@@ -7,6 +7,7 @@ import dagster as dg
 import pytest
 
 from cb_assets.agents.faults import FAULT_COST, fault_for, parse_rates
+from cb_assets.backfill import materialized_by_run, partitions_needing_runs
 from cb_assets.dataset import parse_pair_key
 from cb_assets.settings import SETTING_NAMES, get_setting
 from cb_assets_tests.conftest import open_platform
@@ -20,8 +21,8 @@ def run_key(pair: str, setting: str) -> str:
     return f"flaky-{setting}/{get_setting(setting).upstream}/{p.repo}/{p.task_id}/{p.features_dir}"
 
 
-@pytest.fixture(scope="module")
-def flaky(tmp_path_factory, lite_dataset, redis_url, fork_socket):
+@pytest.fixture(scope="module", params=["run per partition", "run per setting"])
+def flaky(request, tmp_path_factory, lite_dataset, redis_url, fork_socket):
     with (
         pytest.MonkeyPatch.context() as mp,
         open_platform(
@@ -31,12 +32,15 @@ def flaky(tmp_path_factory, lite_dataset, redis_url, fork_socket):
         mp.setenv("CB_AGENT", "flaky")
         mp.setenv("CB_EXPERIMENT", "flaky")
         mp.setenv("CB_FLAKY_RATES", RATES)
-        yield run_schedule(platform, mp)
+        yield run_schedule(platform, mp, batched=request.param == "run per setting")
 
 
-def run_schedule(platform, mp):
+def run_schedule(platform, mp, batched: bool):
+    """Run every partition under a seeded fault schedule, one Dagster run per partition or
+    one per setting (a partition range, as backfills and the main job batch them); return
+    the platform, the schedule, and (materialized?, run id) per partition."""
     assert platform.materialize(["benchmark_pairs"]).success
-    pairs = [r[0] for r in platform.query("select pair from benchmark_pairs order by pair")]
+    pairs = platform.instance.get_dynamic_partitions("pairs")
     keys = [(p, s) for p in pairs for s in SETTING_NAMES]
     rates = parse_rates(RATES)
     # the first seed whose schedule holds every kind of fault: deterministic, and no luck needed
@@ -47,10 +51,29 @@ def run_schedule(platform, mp):
     )
     mp.setenv("CB_FLAKY_SEED", seed)
     schedule = {k: fault_for(seed, run_key(*k), rates) for k in keys}
+    partition = {k: str(dg.MultiPartitionKey({"pair": k[0], "setting": k[1]})) for k in keys}
     outcomes = {}
-    for pair, setting in keys:
-        key = dg.MultiPartitionKey({"pair": pair, "setting": setting})
-        outcomes[(pair, setting)] = platform.materialize(["run_results"], key)
+    if not batched:
+        for key in keys:
+            result = platform.materialize(["run_results"], partition[key])
+            outcomes[key] = (result.success, result.run_id)
+    for setting in SETTING_NAMES if batched else ():
+        result = platform.materialize(
+            ["run_results"],
+            partition_range=(partition[pairs[0], setting], partition[pairs[-1], setting]),
+        )
+        done = Counter(materialized_by_run(platform.instance, result.run_id))
+        assert max(done.values()) == 1  # a retry never materializes a partition twice
+        assert result.success == all(schedule[p, setting] != "permanent" for p in pairs), [
+            e.event_specific_data.error.message for e in result.all_events if e.is_step_failure
+        ]
+        for pair in pairs:
+            outcomes[pair, setting] = (partition[pair, setting] in done, result.run_id)
+    # Dagster's own partition status says failed for exactly the partitions that gave up
+    failed = partitions_needing_runs(
+        platform.instance, partition.values(), failed=True, missing=True
+    )
+    assert failed == {partition[k]: "failed" for k, f in schedule.items() if f == "permanent"}
     return platform, schedule, outcomes
 
 
@@ -65,21 +88,21 @@ def test_retries_follow_the_taxonomy(flaky) -> None:
     for key, fault in schedule.items():
         classes, rules, finals = by_key[key]
         assert len(classes) == EXPECTED_ATTEMPTS[fault], (key, fault, classes)
-        result = outcomes[key]
+        materialized, run_id = outcomes[key]
         if fault == "permanent":
-            assert not result.success
+            assert not materialized
             assert classes == ["infra_error"] * 3 and finals == [False, False, True]
             assert rules == ["connection"] * 3
-            run = platform.instance.get_run_by_id(result.run_id)
+            run = platform.instance.get_run_by_id(run_id)
             assert run.tags["cb_assets/classification"] == "infra_error"
         elif fault in ("transient", "crash"):
-            assert result.success
+            assert materialized
             assert classes == ["infra_error", "submitted"]
             assert rules[0] == ("llm-server-error" if fault == "transient" else "runner-crash")
         elif fault == "agent":
-            assert result.success and classes == ["agent_error"] and finals == [True]
+            assert materialized and classes == ["agent_error"] and finals == [True]
         else:
-            assert result.success and classes == ["submitted"]
+            assert materialized and classes == ["submitted"]
     # exactly one row per attempt made, none lost, none doubled
     total = platform.query("select count(*) from run_attempts")[0][0]
     assert total == sum(EXPECTED_ATTEMPTS[f] for f in schedule.values())

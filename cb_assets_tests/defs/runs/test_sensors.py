@@ -188,3 +188,57 @@ def test_daemon_ingests_external_results_and_refreshes_reports(
     finally:
         os.killpg(daemon.pid, signal.SIGTERM)
         daemon.wait(timeout=60)
+
+
+def test_daemon_backfill_runs_ranges_of_partitions(tmp_path, lite_dataset, redis_url, fork_socket):
+    """`cb-assets backfill` submits a Dagster backfill; the real daemon cuts it into runs of
+    several partitions (the asset's backfill policy), and every partition materializes."""
+    home = tmp_path / "dagster"
+    home.mkdir()
+    write_instance_yaml(home)
+    dataset = make_subset_dataset(lite_dataset, tmp_path / "dataset", n_pairs=4)
+    env = {
+        **os.environ,
+        **platform_env(tmp_path, dataset, redis_url),
+        "DAGSTER_HOME": str(home),
+        "CB_FORKSERVER_SOCKET": str(fork_socket),
+    }
+    submitted = subprocess.run(
+        [sys.executable, "-m", "cb_assets.cli", "backfill", "--missing", "--setting", "solo"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert submitted.returncode == 0, submitted.stdout[-2000:] + submitted.stderr[-2000:]
+    assert "launched backfill" in submitted.stdout
+    instance = dg.DagsterInstance.from_config(str(home))
+    expected = {f"{p}|solo" for p in instance.get_dynamic_partitions("pairs")}
+    assert len(expected) == 4
+    daemon = subprocess.Popen(
+        [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", "workspace.yaml"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=open(tmp_path / "daemon.log", "wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+
+        def all_materialized():
+            done = instance.get_materialized_partitions(dg.AssetKey("run_results"))
+            return done if done >= expected else None
+
+        wait_for(all_materialized, 300, "the backfill's partitions")
+        runs = [
+            r
+            for r in instance.get_runs()
+            if "dagster/backfill" in r.tags and r.asset_selection == {dg.AssetKey("run_results")}
+        ]
+        # fewer runs than partitions: the daemon sent ranges, not one run per partition
+        assert runs and len(runs) < len(expected), [r.tags for r in runs]
+        assert any("dagster/asset_partition_range_start" in r.tags for r in runs)
+    finally:
+        os.killpg(daemon.pid, signal.SIGTERM)
+        daemon.wait(timeout=60)
