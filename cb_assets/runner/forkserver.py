@@ -13,6 +13,7 @@ process can leave the child holding a lock no thread will release.
 import argparse
 import contextlib
 import fcntl
+import gc
 import hashlib
 import json
 import os
@@ -29,6 +30,7 @@ from pathlib import Path
 from cb_assets.runner.launch import LaunchError, LaunchResult
 
 START_TIMEOUT = 180.0
+LOCK_FD_ENV = "CB_FORKSERVER_LOCK_FD"  # the start lock, held by a server until it listens
 IDLE_EXIT_SECONDS = 900.0
 
 
@@ -47,6 +49,15 @@ def fingerprint() -> str:
 # ---------------------------------------------------------------- client side
 
 
+def socket_path_for(logs_dir: Path) -> Path:
+    """The server's socket: `CB_FORKSERVER_SOCKET`, or one per logs root under /tmp."""
+    if os.environ.get("CB_FORKSERVER_SOCKET"):
+        return Path(os.environ["CB_FORKSERVER_SOCKET"])
+    # Unix socket paths are capped at ~100 bytes, so name it by a hash of the logs root.
+    digest = hashlib.sha256(str(logs_dir.resolve()).encode()).hexdigest()[:12]
+    return Path("/tmp") / f"cb-assets-{digest}.sock"
+
+
 def _connect(socket_path: Path) -> socket.socket | None:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
@@ -57,7 +68,10 @@ def _connect(socket_path: Path) -> socket.socket | None:
         return None
 
 
-def _start_server(socket_path: Path) -> None:
+def start_server(socket_path: Path, *, wait: bool = True) -> None:
+    """Start a server at `socket_path` unless one answers there; with `wait`, return once it
+    answers. The starting server holds the start lock until it listens, so a client that
+    finds no socket waits for a server on its way rather than starting a second one."""
     socket_path.parent.mkdir(parents=True, exist_ok=True)
     with open(socket_path.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one starter at a time; the rest find it running
@@ -74,8 +88,15 @@ def _start_server(socket_path: Path) -> None:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"},
+                pass_fds=(lock.fileno(),),
+                env={
+                    **os.environ,
+                    "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+                    LOCK_FD_ENV: str(lock.fileno()),
+                },
             )
+        if not wait:
+            return  # closing our descriptor leaves the lock with the server until it listens
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if proc.poll() is not None:
@@ -116,7 +137,7 @@ def run_via_forkserver(
     for _ in range(3):
         sock = _connect(socket_path)
         if sock is None:
-            _start_server(socket_path)
+            start_server(socket_path)
             continue
         with sock:
             sock.sendall(json.dumps(request).encode() + b"\n")
@@ -165,6 +186,16 @@ def _run_child(request: dict) -> int:
     return code
 
 
+def _warm_up() -> None:
+    """Pay once, here, what every child would pay on its first print: upstream reports
+    through rich, whose markup and emoji tables load (and regexes compile) on first use."""
+    import io
+
+    from rich.console import Console
+
+    Console(file=io.StringIO(), force_terminal=True).print("[bold]cb_assets[/bold] :rocket:")
+
+
 def serve(socket_path: Path) -> None:
     import cooperbench.cli  # noqa: F401  (the expensive import, paid once here)
     import cooperbench.runner.core  # noqa: F401
@@ -172,7 +203,12 @@ def serve(socket_path: Path) -> None:
     import cb_assets.agents.cli  # noqa: F401
     import cb_assets.agents.offline  # noqa: F401
 
+    _warm_up()
     own = fingerprint()
+    # Everything imported so far is shared with the children copy-on-write; frozen, the
+    # collector never touches (and so never copies) it in a child: forks get cheaper.
+    gc.collect()
+    gc.freeze()
     with contextlib.suppress(FileNotFoundError):
         socket_path.unlink()
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -181,8 +217,11 @@ def serve(socket_path: Path) -> None:
     selector = selectors.DefaultSelector()
     selector.register(server, selectors.EVENT_READ)
     children: dict[int, socket.socket] = {}
+    exits: dict[int, int] = {}  # child pid → its pidfd, readable once the child exits
     pending: dict[socket.socket, bytearray] = {}
     last_active = time.monotonic()
+    if os.environ.get(LOCK_FD_ENV):
+        os.close(int(os.environ.pop(LOCK_FD_ENV)))  # listening: release the start lock
     print(f"fork server {os.getpid()} listening on {socket_path}", flush=True)
 
     def drop(conn: socket.socket) -> None:
@@ -192,7 +231,10 @@ def serve(socket_path: Path) -> None:
         conn.close()
 
     while True:
-        for key, _ in selector.select(timeout=0.05):
+        # a child's exit wakes the loop through its pidfd; the timeout is only a fallback
+        for key, _ in selector.select(timeout=0.05 if not hasattr(os, "pidfd_open") else 1.0):
+            if key.data == "exit":
+                continue  # reaped below
             if key.fileobj is server:
                 conn, _ = server.accept()
                 pending[conn] = bytearray()
@@ -217,6 +259,9 @@ def serve(socket_path: Path) -> None:
                 if pid == 0:
                     os._exit(_run_child(request))
                 children[pid] = conn
+                if hasattr(os, "pidfd_open"):
+                    exits[pid] = os.pidfd_open(pid)
+                    selector.register(exits[pid], selectors.EVENT_READ, data="exit")
                 conn.sendall(json.dumps({"pid": pid}).encode() + b"\n")
             elif not chunk:  # the client went away: its run was cancelled or killed
                 for pid, owner in list(children.items()):
@@ -229,6 +274,9 @@ def serve(socket_path: Path) -> None:
             if pid == 0:
                 break
             conn = children.pop(pid, None)
+            if pid in exits:
+                selector.unregister(exits[pid])
+                os.close(exits.pop(pid))
             if conn is not None:
                 with contextlib.suppress(OSError):
                     code = os.waitstatus_to_exitcode(status)

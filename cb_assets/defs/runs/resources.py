@@ -1,4 +1,3 @@
-import hashlib
 import os
 from pathlib import Path
 
@@ -10,6 +9,7 @@ from cb_assets.dataset import Pair
 from cb_assets.defs.benchmark.resources import BenchmarkDataset, default_dataset
 from cb_assets.failures import Pattern, load_patterns
 from cb_assets.runner.command import RunSpec, eval_argv, pair_log_dir, run_argv
+from cb_assets.runner.forkserver import socket_path_for
 from cb_assets.runner.launch import LaunchResult, child_env, launch
 from cb_assets.settings import get_setting
 
@@ -68,11 +68,7 @@ class CooperBenchRunner(dg.ConfigurableResource):
             ) from None
 
     def fork_socket(self) -> Path:
-        if os.environ.get("CB_FORKSERVER_SOCKET"):
-            return Path(os.environ["CB_FORKSERVER_SOCKET"])
-        # Unix socket paths are capped at ~100 bytes, so name it by a hash of the logs root.
-        digest = hashlib.sha256(str(Path(self.logs_dir).resolve()).encode()).hexdigest()[:12]
-        return Path("/tmp") / f"cb-assets-{digest}.sock"
+        return socket_path_for(Path(self.logs_dir))
 
     def eval_pair(self, pair: Pair, setting: str, *, force: bool, log_path: Path) -> LaunchResult:
         env = child_env(os.environ, {"CB_DATASET_DIR": str(self.dataset.root)})
