@@ -104,21 +104,45 @@ def wait_for(predicate, timeout: float, what: str):
     pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
-def test_daemon_ingests_external_results_and_refreshes_reports(
-    tmp_path, lite_dataset, redis_url, fork_socket
-):
+def daemon_env(tmp_path, lite_dataset, redis_url, fork_socket, n_pairs: int, **extra: str):
+    """A platform under `tmp_path` with its own instance home; its environment and home."""
     home = tmp_path / "dagster"
     home.mkdir()
     write_instance_yaml(home)
-    dataset = make_subset_dataset(lite_dataset, tmp_path / "dataset", n_pairs=2)
+    dataset = make_subset_dataset(lite_dataset, tmp_path / "dataset", n_pairs=n_pairs)
     env = {
         **os.environ,
         **platform_env(tmp_path, dataset, redis_url),
         "DAGSTER_HOME": str(home),
         "CB_FORKSERVER_SOCKET": str(fork_socket),
-        "CB_SENSOR_INTERVAL_SECONDS": "5",
-        "CB_REPORT_REFRESH_SECONDS": "10",
+        **extra,
     }
+    return env, home, dataset
+
+
+def start_daemon(env: dict, log: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", "workspace.yaml"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=open(log, "wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def test_daemon_ingests_external_results_and_refreshes_reports(
+    tmp_path, lite_dataset, redis_url, fork_socket
+):
+    env, home, dataset = daemon_env(
+        tmp_path,
+        lite_dataset,
+        redis_url,
+        fork_socket,
+        n_pairs=2,
+        CB_SENSOR_INTERVAL_SECONDS="5",
+        CB_REPORT_REFRESH_SECONDS="10",
+    )
     seed = subprocess.run(
         [
             sys.executable,
@@ -139,14 +163,7 @@ def test_daemon_ingests_external_results_and_refreshes_reports(
     instance = dg.DagsterInstance.from_config(str(home))
     pair = sorted(instance.get_dynamic_partitions("pairs"))[0]
 
-    daemon = subprocess.Popen(
-        [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", "workspace.yaml"],
-        cwd=PROJECT_ROOT,
-        env=env,
-        stdout=open(tmp_path / "daemon.log", "wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    daemon = start_daemon(env, tmp_path / "daemon.log")
     try:
         started = time.monotonic()
         run_outside_dagster(
@@ -193,16 +210,7 @@ def test_daemon_ingests_external_results_and_refreshes_reports(
 def test_daemon_backfill_runs_ranges_of_partitions(tmp_path, lite_dataset, redis_url, fork_socket):
     """`cb-assets backfill` submits a Dagster backfill; the real daemon cuts it into runs of
     several partitions (the asset's backfill policy), and every partition materializes."""
-    home = tmp_path / "dagster"
-    home.mkdir()
-    write_instance_yaml(home)
-    dataset = make_subset_dataset(lite_dataset, tmp_path / "dataset", n_pairs=4)
-    env = {
-        **os.environ,
-        **platform_env(tmp_path, dataset, redis_url),
-        "DAGSTER_HOME": str(home),
-        "CB_FORKSERVER_SOCKET": str(fork_socket),
-    }
+    env, home, _ = daemon_env(tmp_path, lite_dataset, redis_url, fork_socket, n_pairs=4)
     submitted = subprocess.run(
         [sys.executable, "-m", "cb_assets.cli", "backfill", "--missing", "--setting", "solo"],
         cwd=PROJECT_ROOT,
@@ -216,14 +224,7 @@ def test_daemon_backfill_runs_ranges_of_partitions(tmp_path, lite_dataset, redis
     instance = dg.DagsterInstance.from_config(str(home))
     expected = {f"{p}|solo" for p in instance.get_dynamic_partitions("pairs")}
     assert len(expected) == 4
-    daemon = subprocess.Popen(
-        [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", "workspace.yaml"],
-        cwd=PROJECT_ROOT,
-        env=env,
-        stdout=open(tmp_path / "daemon.log", "wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    daemon = start_daemon(env, tmp_path / "daemon.log")
     try:
 
         def all_materialized():
