@@ -9,7 +9,6 @@ pairs of one setting), and each keeps its own status, retries and backfill histo
 
 import argparse
 import contextlib
-import importlib
 import os
 import socket
 import sys
@@ -41,14 +40,6 @@ def _note(asset: str, metadata: dict) -> str:
     return f"{how}: {metadata['classification'].value}"
 
 
-def _init_worker() -> None:
-    # The instance is opened with the first batch: only then has the main process created
-    # its storage (workers creating a fresh SQLite storage at once race on its schema).
-    from cb_assets.definitions import defs
-
-    _worker_state["defs"] = defs()
-
-
 def _job_for(asset: str):
     """The job that materializes `asset`, built once per worker (building it from the
     definitions costs a few tenths of a second, a run's worth)."""
@@ -74,8 +65,8 @@ def _materialize_batch(asset: str, keys: list[str]) -> tuple[list[str], dict[str
     from cb_assets.backfill import materialized_by_run
     from cb_assets.batches import range_tags
 
-    if "defs" not in _worker_state:
-        _init_worker()
+    # The instance is opened with the first batch: only then has the main process created
+    # its storage (workers creating a fresh SQLite storage at once race on its schema).
     if "instance" not in _worker_state:
         _worker_state["instance"] = dg.DagsterInstance.get()
     instance = _worker_state["instance"]
@@ -166,15 +157,10 @@ def _start_workers(concurrency: int) -> ProcessPoolExecutor:
         # a failure here is reported by the first pair-run, which tries again and waits
         with contextlib.suppress(Exception):
             start_server(socket_path_for(config.logs_dir()), wait=False)
-    import pkgutil
+    from cb_assets.definitions import defs
 
-    import cb_assets.defs
-
-    for module in pkgutil.walk_packages(cb_assets.defs.__path__, "cb_assets.defs."):
-        importlib.import_module(module.name)
-    pool = ProcessPoolExecutor(
-        max_workers=concurrency, mp_context=get_context("fork"), initializer=_init_worker
-    )
+    _worker_state["defs"] = defs()  # imports every asset module; the workers inherit both
+    pool = ProcessPoolExecutor(max_workers=concurrency, mp_context=get_context("fork"))
     pool.submit(int)  # starts every worker (a forking pool starts them all at once)
     return pool
 
@@ -310,14 +296,15 @@ def _materialize(pool: ProcessPoolExecutor, args: argparse.Namespace) -> int:
     if setup is None:
         return 2
     d, instance, pairs = setup
-    import dagster as dg
 
     if args.pairs:
         pairs = pairs[: args.pairs]
     image_failures = _task_images(pool, d, instance, args)
     if image_failures is None:
         return 2
-    keys = [str(dg.MultiPartitionKey({"pair": p, "setting": s})) for p in pairs for s in settings]
+    from cb_assets.batches import partition_key
+
+    keys = [partition_key(p, s) for p in pairs for s in settings]
     print(
         f"cb-assets: {len(keys)} run_results partitions ({len(pairs)} pairs x "
         f"{len(settings)} settings), agent {d.resources['runner'].agent}, "
@@ -367,9 +354,10 @@ def backfill(args: argparse.Namespace) -> int:
     if setup is None:
         return 2
     d, instance, pairs = setup
-    import dagster as dg
 
-    keys = [str(dg.MultiPartitionKey({"pair": p, "setting": s})) for p in pairs for s in settings]
+    from cb_assets.batches import partition_key
+
+    keys = [partition_key(p, s) for p in pairs for s in settings]
     chosen = partitions_needing_runs(instance, keys, failed=failed_too, missing=missing_too)
     what = " and ".join(w for w, on in (("failed", failed_too), ("missing", missing_too)) if on)
     if not chosen:

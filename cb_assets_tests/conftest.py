@@ -195,6 +195,29 @@ def run_results_meta(result: dg.ExecuteInProcessResult) -> dict:
     return {k: v.value for k, v in meta.items()}
 
 
+def wait_for_http(url: str, proc: subprocess.Popen, log: Path, timeout: float) -> None:
+    """Wait until `url` answers; fail with the end of `log` if `proc` exits or time runs out."""
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"{url} did not answer; {log}:\n{log.read_text()[-3000:]}")
+            time.sleep(0.2)
+
+
+def gave_up_after_retries(result: dg.ExecuteInProcessResult) -> str:
+    """The failure message of a step that the RetryPolicy retried twice before it gave up."""
+    retries = [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    assert len(retries) == 2
+    [failure] = [e for e in result.all_events if e.is_step_failure]
+    return failure.event_specific_data.error.message
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -270,17 +293,7 @@ def local_registry(tmp_path_factory: pytest.TempPathFactory, docker_host: str) -
         stdout=open(workdir / "registry.log", "wb"),
         stderr=subprocess.STDOUT,
     )
-    import urllib.request
-
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=2)
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"docker-registry did not start; see {workdir / 'registry.log'}")
-            time.sleep(0.2)
+    wait_for_http(f"http://127.0.0.1:{port}/v2/", proc, workdir / "registry.log", 30)
     yield f"127.0.0.1:{port}"
     proc.terminate()
     proc.wait(timeout=30)

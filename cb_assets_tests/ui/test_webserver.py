@@ -14,7 +14,7 @@ import dagster as dg
 import pytest
 
 from cb_assets.config import PROJECT_ROOT
-from cb_assets_tests.conftest import require
+from cb_assets_tests.conftest import require, wait_for_http
 
 ARTIFACTS = PROJECT_ROOT / "test-artifacts"
 CHROMIUM_FLAGS = [
@@ -84,15 +84,7 @@ def webserver(make_platform, tmp_path):
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"{base}/server_info", timeout=2)
-                break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    pytest.fail((tmp_path / "webserver.log").read_text()[-3000:])
-                time.sleep(0.5)
+        wait_for_http(f"{base}/server_info", server, tmp_path / "webserver.log", 120)
         graphql(base, "mutation { setNuxSeen }")  # the first-visit community dialog
         yield base, pairs
     finally:

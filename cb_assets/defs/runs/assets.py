@@ -228,11 +228,9 @@ def _materialize_partition(
             )
         except ResultFileError as exc:
             failure = dg.Failure(description=str(exc), allow_retries=False)
+    where = {"pair": pair.key, "setting": setting.name}
     with duckdb_access.connect(db_path) as conn:
-        if attempt:
-            attempts.append(conn, attempt.row)
-        if frame is not None:
-            replace_rows(conn, "run_results", {"pair": pair.key, "setting": setting.name}, frame)
+        _write(conn, attempt.row if attempt else None, where, frame)
     if failure is not None:
         raise failure
     metadata = {
@@ -247,7 +245,20 @@ def _materialize_partition(
         "row_count": len(frame),
         "result_file": dg.MetadataValue.path(str(result_file)),
     }
-    return _Recorded(metadata, frame, attempt.row if attempt else None)
+    return _Recorded(metadata, where, frame, attempt.row if attempt else None)
+
+
+def _write(
+    conn: duckdb.DuckDBPyConnection,
+    attempt_row: dict | None,
+    where: dict[str, str],
+    frame: pd.DataFrame | None,
+) -> None:
+    """A partition's DuckDB write: its attempt row, then its rows in place of earlier ones."""
+    if attempt_row is not None:
+        attempts.append(conn, attempt_row)
+    if frame is not None:
+        replace_rows(conn, "run_results", where, frame)
 
 
 @dataclass(frozen=True)
@@ -255,6 +266,7 @@ class _Recorded:
     """What one partition wrote, kept until the step has checked it reads back."""
 
     metadata: dict
+    where: dict[str, str]  # the partition's pair and setting
     frame: pd.DataFrame
     attempt_row: dict | None
 
@@ -269,33 +281,32 @@ def _check_recorded(
     afterwards. One read per step finds that before the step reports success.
     """
     with duckdb_access.connect(db_path) as conn:
-        present = {
-            f"{pair}|{setting}"
-            for pair, setting in conn.execute(
+        present = set(
+            conn.execute(
                 "select distinct pair, setting from run_results "
                 "where pair in (select unnest(?::varchar[]))",
-                [sorted({key.split("|")[0] for key in recorded})],
+                [sorted({written.where["pair"] for written in recorded.values()})],
             ).fetchall()
-        }
-        attempted = {
-            (partition, number)
-            for partition, number in conn.execute(
+        )
+        attempted = set(
+            conn.execute(
                 "select partition, attempt from run_attempts "
                 "where partition in (select unnest(?::varchar[]))",
                 [list(recorded)],
             ).fetchall()
-        }
+        )
         for key, written in recorded.items():
-            row = written.attempt_row
+            row, lost_row = written.attempt_row, None
             if row is not None and (key, row["attempt"]) not in attempted:
                 context.log.warning(
                     f"{key}: attempt {row['attempt']} was not in DuckDB; wrote it again"
                 )
-                attempts.append(conn, row)
-            if key not in present:
+                lost_row = row
+            lost_frame = None
+            if (written.where["pair"], written.where["setting"]) not in present:
                 context.log.warning(f"{key}: its rows were not in DuckDB; wrote them again")
-                pair, setting = key.split("|")
-                replace_rows(conn, "run_results", {"pair": pair, "setting": setting}, written.frame)
+                lost_frame = written.frame
+            _write(conn, lost_row, written.where, lost_frame)
 
 
 @dataclass(frozen=True)
@@ -316,23 +327,15 @@ def _batch_failure(failures: dict[str, Exception], total: int) -> Exception:
     with attempts left, else a Failure listing every failed partition and why."""
     if len(failures) == 1 and total == 1:
         return next(iter(failures.values()))
-    lines = "\n".join(
-        f"{key}: {getattr(exc, 'description', None) or exc}" for key, exc in failures.items()
-    )
+    reasons = {key: str(getattr(exc, "description", None) or exc) for key, exc in failures.items()}
+    lines = "\n".join(f"{key}: {reason}" for key, reason in reasons.items())
     summary = f"{len(failures)} of {total} partitions failed"
     if any(isinstance(exc, InfrastructureFailure) for exc in failures.values()):
         return InfrastructureFailure(f"{summary}; retrying those:\n{lines}")
     return dg.Failure(
         description=f"{summary}:\n{lines}",
         allow_retries=False,
-        metadata={
-            "failed_partitions": dg.MetadataValue.json(
-                {
-                    key: str(getattr(exc, "description", None) or exc)
-                    for key, exc in failures.items()
-                }
-            )
-        },
+        metadata={"failed_partitions": dg.MetadataValue.json(reasons)},
     )
 
 
@@ -377,10 +380,9 @@ def run_results(
     todo = [key for key in keys if key not in done]
     known = _Known.read(db_path, todo)
     # One line per step, not per pair: every event costs the SQLite event log ~10 ms.
-    context.log.info(
-        f"{len(todo)} pair-run(s) with {runner.agent}, one after another: "
-        + (todo[0] if len(todo) == 1 else f"{todo[0]} … {todo[-1]}" if todo else "none")
-    )
+    if todo:
+        span = todo[0] if len(todo) == 1 else f"{todo[0]} … {todo[-1]}"
+        context.log.info(f"{len(todo)} pair-run(s) with {runner.agent}, one after another: {span}")
     failures: dict[str, Exception] = {}
     recorded: dict[str, _Recorded] = {}
     for key in todo:

@@ -10,6 +10,7 @@ import docker
 
 from cb_assets.images import ImageRef
 from cb_assets.standin_images import push_standin
+from cb_assets_tests.conftest import gave_up_after_retries
 
 
 def test_real_eval_on_a_standin_image_is_an_infrastructure_failure(
@@ -29,10 +30,7 @@ def test_real_eval_on_a_standin_image_is_an_infrastructure_failure(
 
     result = platform.materialize(["eval_results"], key)
     assert not result.success
-    retries = [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
-    assert len(retries) == 2
-    [failure] = [e for e in result.all_events if e.is_step_failure]
-    message = failure.event_specific_data.error.message
+    message = gave_up_after_retries(result)
     assert "cooperbench eval exited with" in message and "giving up after 3 attempts" in message
     assert "OCI runtime" in message or "executable file not found" in message
     assert platform.query(
