@@ -13,12 +13,14 @@ FULL = [
     ["bench.concurrency", "--pairs", "100", "--seconds", "2"],
     ["bench.ingest", "--trees", "30000"],
     ["bench.sensor_tick", "--trees", "30000"],
+    ["bench.duckdb_stress", "--processes", "4", "--seconds", "240"],
 ]
 SHORT = [
     ["bench.overhead", "--pairs", "4"],
     ["bench.concurrency", "--pairs", "4", "--seconds", "0.5"],
     ["bench.ingest", "--trees", "3000"],
     ["bench.sensor_tick", "--trees", "600", "--repeat", "3"],
+    ["bench.duckdb_stress", "--processes", "4", "--seconds", "3"],
 ]
 
 

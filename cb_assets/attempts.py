@@ -12,6 +12,8 @@ from typing import Any
 
 import duckdb
 
+from cb_assets.duckdb_access import table_exists
+
 ATTEMPTS_DIR = "_attempts"
 MARKER = "cb_assets_attempt.json"  # which attempt wrote this folder
 
@@ -59,8 +61,11 @@ def process_log(logs_root: Path, pair_dir: Path, kind: str, number: int) -> Path
     return logs_root / ATTEMPTS_DIR / f"{kind}-logs" / relative
 
 
-def move_aside(logs_root: Path, pair_dir: Path) -> Path | None:
-    """Move the previous attempt's folder out of upstream's way; return where it went."""
+def move_aside(logs_root: Path, pair_dir: Path, default_name: int | None = None) -> Path | None:
+    """Move the previous attempt's folder out of upstream's way; return where it went.
+
+    The folder is named by the attempt its marker names; without a marker, by
+    `default_name` (an attempt whose process died before marking it) or `external`."""
     if not pair_dir.is_dir() or not any(pair_dir.iterdir()):
         return None
     marker = pair_dir / MARKER
@@ -68,7 +73,8 @@ def move_aside(logs_root: Path, pair_dir: Path) -> Path | None:
     try:
         name = str(json.loads(marker.read_text())["attempt"])
     except (OSError, ValueError, KeyError, TypeError):
-        name = "external"  # files the platform did not write (an ingested run)
+        # an interrupted attempt's files, or files the platform did not write (ingested)
+        name = str(default_name) if default_name is not None else "external"
     target = root / name
     suffix = 1
     while target.exists():
@@ -105,7 +111,8 @@ def spend(result: dict[str, Any] | None) -> tuple[float, int, int]:
 
 def last_attempts(conn: duckdb.DuckDBPyConnection, partitions: list[str]) -> dict[str, int]:
     """Partition → the number of its latest recorded attempt (partitions never tried: absent)."""
-    conn.execute(RUN_ATTEMPTS_DDL)
+    if not table_exists(conn, "run_attempts"):
+        return {}  # nothing attempted yet (and no write: a full disk must not fail this)
     rows = conn.execute(
         "select partition, max(attempt) from run_attempts "
         "where partition in (select unnest(?::varchar[])) group by partition",
@@ -128,3 +135,11 @@ def append(conn: duckdb.DuckDBPyConnection, row: dict[str, Any]) -> None:
 
 def now() -> datetime:
     return datetime.now()
+
+
+def parse_time(text: str | None) -> datetime | None:
+    """A time `now().isoformat()` wrote into a journal; None when absent or unreadable."""
+    try:
+        return datetime.fromisoformat(text) if text else None
+    except (TypeError, ValueError):
+        return None

@@ -23,5 +23,6 @@ def test_benchmarks_run_in_short_mode(redis_url) -> None:
         "speed ratio ingest / bare",
         "manifest:",
         "0 new files",
+        "platform  committed",
     ):
         assert figure in proc.stdout, figure

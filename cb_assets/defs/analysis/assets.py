@@ -1,12 +1,12 @@
 import dagster as dg
 import pandas as pd
-from dagster_duckdb import DuckDBResource
 
 from cb_assets import config, figures
 from cb_assets.analysis import ANALYSIS_VIEWS, deficits, pass_rates
 from cb_assets.defs.evals.assets import eval_results
 from cb_assets.defs.reports.tables import read_table
 from cb_assets.defs.runs.assets import run_results
+from cb_assets.defs.storage.resources import PlatformDuckDB
 
 
 @dg.asset(
@@ -16,7 +16,7 @@ from cb_assets.defs.runs.assets import run_results
     automation_condition=dg.AutomationCondition.any_deps_updated().since_last_handled()
     & ~dg.AutomationCondition.in_progress(),
 )
-def coordination_deficit(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> pd.DataFrame:
+def coordination_deficit(context: dg.AssetExecutionContext, duckdb: PlatformDuckDB) -> pd.DataFrame:
     """Solo pass rate minus coop pass rate on the same pairs, per coop setting, with a 95%
     bootstrap interval over pairs. Also (re)creates the analysis views in DuckDB:
     pass_rate_by_setting, cost_per_passing_pair, messages_vs_success, pass_rate_by_repo."""

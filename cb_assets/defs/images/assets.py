@@ -1,11 +1,11 @@
 import dagster as dg
 import pandas as pd
-from dagster_duckdb import DuckDBResource
 
 from cb_assets.defs.images.partitions import parse_task_key, task_partitions
 from cb_assets.defs.images.resources import DockerEngine
 from cb_assets.defs.policies import INFRA_RETRY, MAX_ATTEMPTS, give_up_or_retry
 from cb_assets.defs.reports.tables import read_table
+from cb_assets.defs.storage.resources import PlatformDuckDB
 from cb_assets.images import EngineError, ensure_image, probe_workspace
 
 
@@ -60,7 +60,7 @@ def task_images(context: dg.AssetExecutionContext, docker_engine: DockerEngine) 
 
 
 @dg.asset_check(asset=task_images, description="every materialized image passed its probe")
-def workspace_probes(duckdb: DuckDBResource) -> dg.AssetCheckResult:
+def workspace_probes(duckdb: PlatformDuckDB) -> dg.AssetCheckResult:
     images = read_table(duckdb, "task_images")
     if images is None or images.empty:
         return dg.AssetCheckResult(

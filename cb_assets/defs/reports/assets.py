@@ -4,7 +4,6 @@ from pathlib import Path
 
 import dagster as dg
 import pandas as pd
-from dagster_duckdb import DuckDBResource
 
 from cb_assets import config, figures
 from cb_assets.defs.benchmark.assets import benchmark_pairs
@@ -12,6 +11,7 @@ from cb_assets.defs.benchmark.resources import BenchmarkDataset
 from cb_assets.defs.reports.tables import read_run_results, read_table
 from cb_assets.defs.runs.assets import run_results
 from cb_assets.defs.runs.resources import CooperBenchRunner
+from cb_assets.defs.storage.resources import PlatformDuckDB
 from cb_assets.manifest import build_manifest, manifest_table
 from cb_assets.report import (
     FAILED,
@@ -49,7 +49,7 @@ def report_path() -> Path:
     automation_condition=REFRESH_ON_NEW_RESULTS,
 )
 def cost_manifest(
-    context: dg.AssetExecutionContext, duckdb: DuckDBResource, runner: CooperBenchRunner
+    context: dg.AssetExecutionContext, duckdb: PlatformDuckDB, runner: CooperBenchRunner
 ) -> pd.DataFrame:
     """Per setting: pairs, agents, statuses, cost, steps, patches and messages; plus totals.
 
@@ -111,7 +111,7 @@ def _check_result_files(results: pd.DataFrame) -> tuple[pd.Series, dict[str, flo
 )
 def verification_report(
     context: dg.AssetExecutionContext,
-    duckdb: DuckDBResource,
+    duckdb: PlatformDuckDB,
     runner: CooperBenchRunner,
     dataset: BenchmarkDataset,
 ):

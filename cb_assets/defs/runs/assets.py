@@ -6,9 +6,8 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import pandas as pd
-from dagster_duckdb import DuckDBResource
 
-from cb_assets import attempts, duckdb_access
+from cb_assets import attempts, claims, duckdb_access
 from cb_assets.backfill import RUN_RESULTS, materialized_by_run
 from cb_assets.dataset import Pair, PairKeyError, parse_pair_key
 from cb_assets.defs.benchmark.assets import benchmark_pairs
@@ -22,6 +21,7 @@ from cb_assets.defs.policies import (
 from cb_assets.defs.runs.liveness import tag_current_process
 from cb_assets.defs.runs.partitions import run_partitions
 from cb_assets.defs.runs.resources import CooperBenchRunner, RedisUnavailableError
+from cb_assets.defs.storage.resources import PlatformDuckDB
 from cb_assets.duckdb_access import replace_rows
 from cb_assets.failures import INFRA_ERROR, Pattern, Verdict, classify
 from cb_assets.results import (
@@ -31,6 +31,7 @@ from cb_assets.results import (
     result_rows,
     rows_to_frame,
 )
+from cb_assets.runner.launch import LaunchError
 from cb_assets.secrets import scrub
 from cb_assets.settings import Setting, UnknownSettingError, get_setting
 
@@ -85,6 +86,66 @@ class _Attempt:
     failure: Exception | None
 
 
+def _attempt_row(
+    partition: str, pair: Pair, setting: Setting, number: int, verdict: Verdict, **facts
+) -> dict:
+    """A run_attempts row; every stored string scrubbed of secrets."""
+    return {
+        "partition": partition,
+        "pair": pair.key,
+        "setting": setting.name,
+        "attempt": number,
+        "classification": verdict.classification,
+        "rule": verdict.rule,
+        **facts,
+        "detail": scrub(verdict.detail, os.environ),
+        "log_excerpt": scrub(facts.get("log_excerpt") or "", os.environ),
+    }
+
+
+def _interrupted_row(
+    partition: str,
+    pair: Pair,
+    setting: Setting,
+    running: dict,
+    result: dict | None,
+    patterns: tuple[Pattern, ...],
+) -> dict:
+    """The row of an attempt whose process died before recording it: its journal entry is
+    what is left of it, with whatever result.json it wrote."""
+    if result is None:
+        verdict = Verdict(
+            INFRA_ERROR,
+            "attempt-interrupted",
+            f"the process running attempt {running['attempt']} (pid {running.get('pid')}) "
+            "ended before recording it",
+        )
+    else:
+        verdict = classify(
+            exit_code=None, timed_out=False, log_text="", result=result, patterns=patterns
+        )
+    cost, tokens_in, tokens_out = attempts.spend(result)
+    return _attempt_row(
+        partition,
+        pair,
+        setting,
+        int(running["attempt"]),
+        verdict,
+        dagster_run_id=running.get("dagster_run_id"),
+        retry_number=running.get("retry_number"),
+        started_at=attempts.parse_time(running.get("started_at")),
+        ended_at=attempts.now(),
+        final=not verdict.retryable,
+        exit_code=None,
+        timed_out=False,
+        cost=cost,
+        input_tokens=tokens_in,
+        output_tokens=tokens_out,
+        log_dir=running.get("log_dir"),
+        log_excerpt="",
+    )
+
+
 def _attempt(
     context: dg.AssetExecutionContext,
     runner: CooperBenchRunner,
@@ -95,10 +156,9 @@ def _attempt(
     force: bool,
     patterns: tuple[Pattern, ...],
 ) -> _Attempt:
-    """Run one attempt through upstream, keeping the previous attempt's files aside."""
+    """Run one attempt through upstream (the previous attempt's files already moved aside)."""
     pair_dir = runner.pair_dir(pair, setting.name)
     logs_root = Path(runner.logs_dir)
-    attempts.move_aside(logs_root, pair_dir)
     started = attempts.now()
     process_log = attempts.process_log(logs_root, pair_dir, "process", number)
     exit_code, timed_out, log_text, result = None, False, "", None
@@ -121,35 +181,35 @@ def _attempt(
     except RedisUnavailableError as exc:
         log_text = str(exc)
         verdict = Verdict(INFRA_ERROR, "redis", str(exc))
+    except LaunchError as exc:  # the fork server died or refused: not the agent's doing
+        log_text = str(exc)
+        verdict = Verdict(INFRA_ERROR, "runner-lost", str(exc))
     final = not verdict.retryable or is_last_attempt(context)
     cost, tokens_in, tokens_out = attempts.spend(result)
-    detail = scrub(verdict.detail, os.environ)
     attempts.mark(pair_dir, number, context.run.run_id)
-    row = {
-        "partition": partition,
-        "pair": pair.key,
-        "setting": setting.name,
-        "attempt": number,
-        "dagster_run_id": context.run.run_id,
-        "retry_number": context.retry_number,
-        "started_at": started,
-        "ended_at": attempts.now(),
-        "classification": verdict.classification,
-        "rule": verdict.rule,
-        "detail": detail,
-        "final": final,
-        "exit_code": exit_code,
-        "timed_out": timed_out,
-        "cost": cost,
-        "input_tokens": tokens_in,
-        "output_tokens": tokens_out,
-        "log_dir": str(pair_dir),
-        "log_excerpt": scrub(log_text[-2000:], os.environ),
-    }
+    row = _attempt_row(
+        partition,
+        pair,
+        setting,
+        number,
+        verdict,
+        dagster_run_id=context.run.run_id,
+        retry_number=context.retry_number,
+        started_at=started,
+        ended_at=attempts.now(),
+        final=final,
+        exit_code=exit_code,
+        timed_out=timed_out,
+        cost=cost,
+        input_tokens=tokens_in,
+        output_tokens=tokens_out,
+        log_dir=str(pair_dir),
+        log_excerpt=log_text[-2000:],
+    )
     failure = None
     if verdict.retryable:
         summary = f"infra_error on attempt {number} of {pair.key} ({setting.name}): " + (
-            f"{verdict.rule}: {detail}"
+            f"{verdict.rule}: {row['detail']}"
         )
         if final:
             context.instance.add_run_tags(
@@ -168,32 +228,76 @@ def _attempt(
     return _Attempt(verdict, row, failure)
 
 
+@dataclass(frozen=True)
+class _Partition:
+    """One run_results partition as a step sees it."""
+
+    key: str
+    pair: Pair
+    setting: Setting
+    pair_dir: Path
+
+
 def _materialize_partition(
     context: dg.AssetExecutionContext,
     runner: CooperBenchRunner,
     db_path: Path,
-    partition: str,
+    key: str,
     force: bool,
     patterns: tuple[Pattern, ...],
     known: "_Known",
-) -> "_Recorded":
+) -> dict:
     """Run (or ingest) one pair-run and replace its rows; return its materialization metadata.
 
-    Raises InfrastructureFailure (retryable) or dg.Failure; the attempt's row is recorded
-    first either way, in the one DuckDB write of the partition (a single writer at a time
-    across all runs, so each partition holds the file once, briefly).
+    The partition is claimed first, so no other process runs it at the same time (a second
+    claimant waits, then finds the result and ingests it). Raises InfrastructureFailure
+    (retryable) or dg.Failure; the attempt's row and the partition's rows are one DuckDB
+    transaction, recorded before either is raised.
     """
-    logs_root = Path(runner.logs_dir)
     try:
-        keys = run_partitions.get_partition_key_from_str(partition).keys_by_dimension
-        pair = parse_pair_key(keys["pair"])
-        setting = get_setting(keys["setting"])
-        pair_dir = runner.pair_dir(pair, setting.name)
-        result_file = pair_dir / "result.json"
-        existing = _read_existing(result_file, logs_root)
-    except (ResultFileError, PairKeyError, UnknownSettingError) as exc:
-        # Bad input is not retried: retrying cannot fix a file or a key.
+        keys = run_partitions.get_partition_key_from_str(key).keys_by_dimension
+        pair, setting = parse_pair_key(keys["pair"]), get_setting(keys["setting"])
+    except (PairKeyError, UnknownSettingError) as exc:
+        # Bad input is not retried: retrying cannot fix a key.
         raise dg.Failure(description=str(exc), allow_retries=False) from None
+    partition = _Partition(key, pair, setting, runner.pair_dir(pair, setting.name))
+    try:
+        with claims.claim(
+            Path(runner.logs_dir),
+            key,
+            wait_seconds=runner.timeout_seconds,
+            on_wait=context.log.info,
+        ) as held:
+            return _claimed(context, runner, db_path, partition, force, patterns, known, held)
+    except claims.PartitionBusyError as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from None
+
+
+def _claimed(
+    context: dg.AssetExecutionContext,
+    runner: CooperBenchRunner,
+    db_path: Path,
+    partition: _Partition,
+    force: bool,
+    patterns: tuple[Pattern, ...],
+    known: "_Known",
+    held: claims.Claim,
+) -> dict:
+    logs_root = Path(runner.logs_dir)
+    key, pair, setting, pair_dir = (
+        partition.key,
+        partition.pair,
+        partition.setting,
+        partition.pair_dir,
+    )
+    result_file = pair_dir / "result.json"
+    try:
+        existing = _read_existing(result_file, logs_root)
+    except ResultFileError as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from None
+    attempt_rows = []
+    if held.running is not None:
+        attempt_rows.append(_interrupted_row(key, pair, setting, held.running, existing, patterns))
     verdict = (
         None
         if existing is None
@@ -202,16 +306,25 @@ def _materialize_partition(
         )
     )
     ran = force or verdict is None or verdict.retryable
-    digest = known.digests.get(task_key(pair.repo, pair.task_id))
-    number = known.last_attempts.get(partition, 0) + 1
-    attempt = (
-        _attempt(context, runner, partition, number, pair, setting, force, patterns)
-        if ran
-        else None
-    )
+    attempt = None
+    number = max(held.last_attempt, known.last_attempts.get(key, 0)) + 1
+    if ran:
+        interrupted = held.running["attempt"] if held.running else None
+        attempts.move_aside(logs_root, pair_dir, default_name=interrupted)
+        held.start(
+            number,
+            pid=os.getpid(),
+            dagster_run_id=context.run.run_id,
+            retry_number=context.retry_number,
+            started_at=attempts.now().isoformat(),
+            log_dir=str(pair_dir),
+        )
+        attempt = _attempt(context, runner, key, number, pair, setting, force, patterns)
+        attempt_rows.append(attempt.row)
     failure, frame = attempt.failure if attempt else None, None
     if failure is None:
         verdict = attempt.verdict if attempt else verdict
+        digest = known.digests.get(task_key(pair.repo, pair.task_id))
         try:
             rows = result_rows(
                 pair_dir, pair, setting, ran=ran, logs_root=logs_root, image_digest=digest
@@ -228,12 +341,12 @@ def _materialize_partition(
             )
         except ResultFileError as exc:
             failure = dg.Failure(description=str(exc), allow_retries=False)
-    where = {"pair": pair.key, "setting": setting.name}
-    with duckdb_access.connect(db_path) as conn:
-        _write(conn, attempt.row if attempt else None, where, frame)
+    _record(db_path, partition, attempt_rows, frame)
+    if held.running is not None:
+        held.finish()
     if failure is not None:
         raise failure
-    metadata = {
+    return {
         "ran": ran,
         "attempt": number if ran else None,
         "classification": verdict.classification,
@@ -245,68 +358,28 @@ def _materialize_partition(
         "row_count": len(frame),
         "result_file": dg.MetadataValue.path(str(result_file)),
     }
-    return _Recorded(metadata, where, frame, attempt.row if attempt else None)
 
 
-def _write(
-    conn: duckdb.DuckDBPyConnection,
-    attempt_row: dict | None,
-    where: dict[str, str],
-    frame: pd.DataFrame | None,
+def _record(
+    db_path: Path, partition: _Partition, attempt_rows: list[dict], frame: pd.DataFrame | None
 ) -> None:
-    """A partition's DuckDB write: its attempt row, then its rows in place of earlier ones."""
-    if attempt_row is not None:
-        attempts.append(conn, attempt_row)
-    if frame is not None:
-        replace_rows(conn, "run_results", where, frame)
-
-
-@dataclass(frozen=True)
-class _Recorded:
-    """What one partition wrote, kept until the step has checked it reads back."""
-
-    metadata: dict
-    where: dict[str, str]  # the partition's pair and setting
-    frame: pd.DataFrame
-    attempt_row: dict | None
-
-
-def _check_recorded(
-    context: dg.AssetExecutionContext, db_path: Path, recorded: dict[str, _Recorded]
-) -> None:
-    """Read back what the step wrote and write again whatever is not there.
-
-    Many processes take turns writing one DuckDB file; once (1 partition in ~1,500
-    under load, never reproduced since) a write that had committed was not in the file
-    afterwards. One read per step finds that before the step reports success.
-    """
-    with duckdb_access.connect(db_path) as conn:
-        present = set(
-            conn.execute(
-                "select distinct pair, setting from run_results "
-                "where pair in (select unnest(?::varchar[]))",
-                [sorted({written.where["pair"] for written in recorded.values()})],
-            ).fetchall()
-        )
-        attempted = set(
-            conn.execute(
-                "select partition, attempt from run_attempts "
-                "where partition in (select unnest(?::varchar[]))",
-                [list(recorded)],
-            ).fetchall()
-        )
-        for key, written in recorded.items():
-            row, lost_row = written.attempt_row, None
-            if row is not None and (key, row["attempt"]) not in attempted:
-                context.log.warning(
-                    f"{key}: attempt {row['attempt']} was not in DuckDB; wrote it again"
-                )
-                lost_row = row
-            lost_frame = None
-            if (written.where["pair"], written.where["setting"]) not in present:
-                context.log.warning(f"{key}: its rows were not in DuckDB; wrote them again")
-                lost_frame = written.frame
-            _write(conn, lost_row, written.where, lost_frame)
+    """A partition's one DuckDB transaction: its attempt rows, then its rows in place of
+    earlier ones. A failed write (a full disk, a lock held too long) commits nothing and
+    leaves the attempt in the claim journal, so the next run of the partition records it."""
+    where = {"pair": partition.pair.key, "setting": partition.setting.name}
+    try:
+        with duckdb_access.connect(db_path) as conn, duckdb_access.transaction(conn):
+            for row in attempt_rows:
+                attempts.append(conn, row)
+            if frame is not None:
+                replace_rows(conn, "run_results", where, frame)
+    except (duckdb.Error, OSError) as exc:
+        raise dg.Failure(
+            description=f"could not record {partition.key} in {db_path}: {exc}. Nothing of it "
+            f"was written; its files stay in {partition.pair_dir} and the partition's next run "
+            "records them",
+            allow_retries=False,
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -353,7 +426,7 @@ def run_results(
     context: dg.AssetExecutionContext,
     config: RunResultsConfig,
     runner: CooperBenchRunner,
-    duckdb: DuckDBResource,
+    duckdb: PlatformDuckDB,
 ) -> Iterator[dg.MaterializeResult]:
     """One row per agent of one pair in one setting, from upstream's result.json.
 
@@ -368,7 +441,7 @@ def run_results(
     end up failed on their own.
     """
     tag_current_process(context)
-    db_path = Path(duckdb.database)
+    db_path = duckdb.path
     patterns = runner.failure_patterns()
     keys = list(context.partition_keys)
     # a retry of the step reruns only what the earlier attempts did not record
@@ -384,7 +457,7 @@ def run_results(
         span = todo[0] if len(todo) == 1 else f"{todo[0]} … {todo[-1]}"
         context.log.info(f"{len(todo)} pair-run(s) with {runner.agent}, one after another: {span}")
     failures: dict[str, Exception] = {}
-    recorded: dict[str, _Recorded] = {}
+    recorded: dict[str, dict] = {}
     for key in todo:
         try:
             recorded[key] = _materialize_partition(
@@ -395,11 +468,9 @@ def run_results(
             continue
         if len(keys) > 1:
             context.log_event(
-                dg.AssetMaterialization(RUN_RESULTS, partition=key, metadata=recorded[key].metadata)
+                dg.AssetMaterialization(RUN_RESULTS, partition=key, metadata=recorded[key])
             )
-    if recorded:
-        _check_recorded(context, db_path, recorded)
-    attempted = len(failures) + sum(bool(r.metadata["ran"]) for r in recorded.values())
+    attempted = len(failures) + sum(bool(metadata["ran"]) for metadata in recorded.values())
     if attempted:
         context.log_event(
             dg.AssetMaterialization("run_attempts", metadata={"attempts_recorded": attempted})
@@ -407,4 +478,4 @@ def run_results(
     if failures:
         raise _batch_failure(failures, len(keys))
     if len(keys) == 1 and recorded:
-        yield dg.MaterializeResult(metadata=recorded[keys[0]].metadata)
+        yield dg.MaterializeResult(metadata=recorded[keys[0]])

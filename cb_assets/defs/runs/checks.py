@@ -1,12 +1,12 @@
 import dagster as dg
-from dagster_duckdb import DuckDBResource
 
 from cb_assets.defs.reports.tables import read_table
 from cb_assets.defs.runs.assets import run_results
+from cb_assets.defs.storage.resources import PlatformDuckDB
 
 
 @dg.asset_check(asset=run_results, description="results were produced on the current images")
-def results_match_images(duckdb: DuckDBResource) -> dg.AssetCheckResult:
+def results_match_images(duckdb: PlatformDuckDB) -> dg.AssetCheckResult:
     """Flags the partitions whose recorded image digest differs from the digest `task_images`
     holds now: the task's image changed after those results were produced."""
     results, images = read_table(duckdb, "run_results"), read_table(duckdb, "task_images")

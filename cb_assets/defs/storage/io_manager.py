@@ -1,6 +1,9 @@
 """The DuckDB IO manager the platform writes every table with.
 
-Three changes to dagster-duckdb-pandas, none changing what is written:
+Four changes to dagster-duckdb-pandas, none changing what is written:
+- Every connection is opened through `duckdb_access.connect`, under the sidecar lock
+  that keeps DuckDB 2.0 from losing committed writes (see that module), and waits for
+  the lock with an error that says "lock" if it waits too long.
 - A partition's delete-then-insert runs in one transaction, so a run killed
   between the two leaves the old rows in place instead of none.
 - Rows are inserted by column name, and columns a newer platform version adds are
@@ -21,21 +24,16 @@ from dagster._core.storage.db_io_manager import DbIOManager, TableSlice
 from dagster_duckdb.io_manager import DuckDbClient
 from dagster_duckdb_pandas import DuckDBPandasIOManager, DuckDBPandasTypeHandler
 
-from cb_assets.duckdb_access import insert_by_name, table_exists
+from cb_assets.duckdb_access import connect, insert_by_name, table_exists, transaction
 
 
 class AtomicDuckDbClient(DuckDbClient):
     @staticmethod
     @contextmanager
     def connect(context: Any, table_slice: TableSlice) -> Iterator[Any]:
-        with DuckDbClient.connect(context, table_slice) as conn:
-            conn.begin()
-            try:
-                yield conn
-            except BaseException:
-                conn.rollback()
-                raise
-            conn.commit()
+        database = Path(context.resource_config["database"])
+        with connect(database) as conn, transaction(conn):
+            yield conn
 
     @staticmethod
     def delete_table_slice(context: dg.OutputContext, table_slice: TableSlice, connection) -> None:

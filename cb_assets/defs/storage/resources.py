@@ -1,8 +1,30 @@
-import dagster as dg
-from dagster_duckdb import DuckDBResource
+"""The DuckDB file as a resource: every asset opens it through `duckdb_access.connect`."""
 
-from cb_assets import config
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+
+from cb_assets import config, duckdb_access
 from cb_assets.defs.storage.io_manager import PlatformDuckDBIOManager
+
+
+class PlatformDuckDB(dg.ConfigurableResource):
+    """The platform's DuckDB file. Connections wait for the sidecar lock that serializes
+    every process's open-to-close, so no committed write is lost (see duckdb_access)."""
+
+    database: str
+
+    @property
+    def path(self) -> Path:
+        return Path(self.database)
+
+    @contextmanager
+    def get_connection(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        with duckdb_access.connect(self.path, read_only=read_only) as conn:
+            yield conn
 
 
 @dg.definitions
@@ -11,6 +33,6 @@ def storage() -> dg.Definitions:
     return dg.Definitions(
         resources={
             "io_manager": PlatformDuckDBIOManager(database=database, schema=config.DUCKDB_SCHEMA),
-            "duckdb": DuckDBResource(database=database),
+            "duckdb": PlatformDuckDB(database=database),
         }
     )

@@ -1,5 +1,6 @@
 """Killed runs, hostile inputs and secrets: nothing recorded is lost or leaked."""
 
+import contextlib
 import json
 import os
 import signal
@@ -8,11 +9,12 @@ import sys
 import time
 
 import dagster as dg
+import duckdb
 import pytest
 
 from cb_assets.backfill import partitions_needing_runs
 from cb_assets.defs.runs.liveness import PID_TAG, fail_dead_runs
-from cb_assets_tests.conftest import pair_dir, run_results_meta
+from cb_assets_tests.conftest import pair_dir, require, run_results_meta
 
 
 def key(pair: str, setting: str) -> str:
@@ -86,6 +88,107 @@ def test_sigkilled_run_reads_failed_keeps_its_rows_and_reruns(platform, tmp_path
     assert run_results_meta(rerun)["ran"] is True
     assert platform.query("select count(*) from run_results") == [(1,)]
     assert partitions_needing_runs(platform.instance, [k], failed=True, missing=True) == {}
+    # the killed attempt is recorded too, from the partition's claim journal
+    assert platform.query(
+        "select attempt, classification, rule from run_attempts order by attempt"
+    ) == [
+        (1, "submitted", "agent-status-submitted"),
+        (2, "infra_error", "attempt-interrupted"),
+        (3, "submitted", "agent-status-submitted"),
+    ]
+    assert platform.query("select dagster_run_id from run_attempts where attempt > 1") == [
+        (run.run_id,),
+        (rerun.run_id,),
+    ]
+
+
+MATERIALIZE_RANGE = """
+import sys, dagster as dg
+from cb_assets.batches import range_tags
+from cb_assets.definitions import defs
+d = defs()
+result = dg.materialize(list(d.assets), selection=["run_results"],
+                        instance=dg.DagsterInstance.get(), resources=d.resources,
+                        tags=range_tags(sys.argv[1], sys.argv[2]), raise_on_error=False)
+sys.exit(0 if result.success else 1)
+"""
+
+
+def test_two_commands_at_once_run_each_pair_once(make_platform) -> None:
+    """Two materializations of the same partitions at once: each pair-run happens once, the
+    other process waits for its claim and ingests the result; attempt numbers stay unique."""
+    platform = make_platform(n_pairs=3)
+    assert platform.materialize(["benchmark_pairs"]).success
+    pairs = platform.instance.get_dynamic_partitions("pairs")
+    first, last = key(pairs[0], "coop-comm"), key(pairs[-1], "coop-comm")
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(platform.root / "dagster"),
+        "CB_OFFLINE_AGENT_DELAY": "2",
+    }
+    procs = [
+        subprocess.Popen([sys.executable, "-c", MATERIALIZE_RANGE, first, last], env=env)
+        for _ in range(2)
+    ]
+    assert [p.wait(timeout=300) for p in procs] == [0, 0]
+    attempts = platform.query(
+        "select partition, attempt, count(*) from run_attempts group by all order by all"
+    )
+    assert [(partition, attempt) for partition, attempt, _ in attempts] == [
+        (key(p, "coop-comm"), 1) for p in sorted(pairs)
+    ]
+    assert all(n == 1 for *_, n in attempts)
+    assert platform.query(
+        "select count(distinct pair), count(*) from run_results where setting = 'coop-comm'"
+    ) == [(3, 6)]
+    # no attempt folder was moved aside: nobody overwrote another's files
+    archived = platform.logs_dir / "_attempts" / "oracle-coop-comm"
+    assert not archived.exists() or not any(archived.rglob("result.json"))
+
+
+def test_a_full_disk_records_nothing_half_and_loses_nothing(
+    make_platform, tmp_path, monkeypatch
+) -> None:
+    """DuckDB on a tmpfs that fills up: the partition fails naming the disk error, neither its
+    attempt row nor its rows are written, and once there is room the next run records the
+    attempt and ingests its result without running the agent again."""
+    require(os.geteuid() == 0, "mounting a small tmpfs needs root")
+    mount = tmp_path / "small"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mount)], check=True)
+    try:
+        monkeypatch.setenv("CB_DUCKDB_PATH", str(mount / "cooperbench.duckdb"))
+        platform = make_platform(n_pairs=1)
+        assert platform.materialize(["benchmark_pairs"]).success
+        [pair] = platform.instance.get_dynamic_partitions("pairs")
+        k = key(pair, "solo")
+        filler = mount / "filler"
+        with open(filler, "wb") as f:
+            with contextlib.suppress(OSError):
+                while True:
+                    f.write(b"\0" * 65536)
+                    f.flush()
+        result = platform.materialize(["run_results"], k)
+        assert not result.success
+        [failure] = [e for e in result.all_events if e.is_step_failure]
+        message = failure.event_specific_data.error.message
+        assert "No space left on device" in message and str(mount) in message, message
+        assert not any(e.event_type_value == "STEP_UP_FOR_RETRY" for e in result.all_events)
+        filler.unlink()
+        db = mount / "cooperbench.duckdb"
+        with duckdb.connect(str(db), read_only=True) as conn:
+            tables = {t for (t,) in conn.execute("show tables").fetchall()}
+            assert "run_results" not in tables and "run_attempts" not in tables
+
+        again = platform.materialize(["run_results"], k, raise_on_error=True)
+        assert run_results_meta(again)["ran"] is False  # ingested, not run a second time
+        with duckdb.connect(str(db), read_only=True) as conn:
+            assert conn.execute(
+                "select attempt, classification, dagster_run_id from run_attempts"
+            ).fetchall() == [(1, "submitted", result.run_id)]
+            assert conn.execute("select count(*) from run_results").fetchone() == (1,)
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 @pytest.mark.parametrize(

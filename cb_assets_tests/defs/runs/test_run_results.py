@@ -148,34 +148,3 @@ def test_subprocess_launcher_runs_the_wrapped_cli(make_platform) -> None:
     pair = first_pair(platform)
     platform.materialize(["run_results"], key(pair, "coop-comm"), raise_on_error=True)
     assert platform.query("select count(*), max(messages_sent) from run_results") == [(2, 2)]
-
-
-def test_a_batch_reads_its_writes_back_and_restores_a_lost_one(platform, monkeypatch) -> None:
-    """A range of partitions in one run; the first write of one partition is made to vanish
-    (what was once seen under load), and the step must notice and write it again."""
-    from cb_assets.defs.runs import assets
-
-    pairs = platform.instance.get_dynamic_partitions("pairs")
-    lost = {"pair": pairs[1], "setting": "solo"}
-    real_replace, dropped = assets.replace_rows, []
-
-    def replace_but_drop_once(conn, table, where, frame):
-        if where == lost and not dropped:
-            dropped.append(where)
-            return
-        real_replace(conn, table, where, frame)
-
-    monkeypatch.setattr(assets, "replace_rows", replace_but_drop_once)
-    result = platform.materialize(
-        ["run_results"], partition_range=(key(pairs[0], "solo"), key(pairs[1], "solo"))
-    )
-    assert result.success and dropped
-    assert sorted(
-        platform.query("select distinct pair from run_results where setting = 'solo'")
-    ) == [(p,) for p in sorted(pairs[:2])]
-    warnings = [
-        entry.user_message
-        for entry in platform.instance.all_logs(result.run_id)
-        if "not in DuckDB" in entry.user_message
-    ]
-    assert warnings == [f"{key(pairs[1], 'solo')}: its rows were not in DuckDB; wrote them again"]
