@@ -62,12 +62,17 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def fork_socket(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """One fork server for the whole session: it pays cooperbench's import once."""
+    """One fork server socket for the whole session: cooperbench is imported once (a test
+    with another logs root gets a server forked from the last one). The socket is in a
+    private directory (mode 0700, as the fork server requires), its path short because unix
+    socket paths are capped at ~100 bytes."""
     from cb_assets.runner.forkserver import stop_server
 
-    path = Path("/tmp") / f"cb-assets-test-{os.getpid()}.sock"
+    private = Path(tempfile.mkdtemp(prefix="cbfs-", dir="/tmp"))
+    path = private / "fork.sock"
     yield path
     stop_server(path)
+    shutil.rmtree(private, ignore_errors=True)
 
 
 @dataclass
@@ -117,9 +122,9 @@ class Platform:
         )
 
     def query(self, sql: str) -> list[tuple]:
-        import duckdb
+        from cb_assets import duckdb_access
 
-        with duckdb.connect(str(self.duckdb_path), read_only=True) as conn:
+        with duckdb_access.connect(self.duckdb_path, read_only=True) as conn:
             return conn.execute(sql).fetchall()
 
 

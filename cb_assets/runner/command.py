@@ -1,8 +1,14 @@
-"""The `cooperbench run` command line for one pair in one setting."""
+"""The `cooperbench run` command line for one pair in one setting.
+
+The Redis URL (which may hold a password) is not on the command line, which every user of
+the machine can read in /proc/<pid>/cmdline: `run_env` puts it in the child's environment
+(readable by its owner only) and the wrapped CLI puts it back with `upstream_argv`.
+"""
 
 from dataclasses import dataclass
 from pathlib import Path
 
+from cb_assets.config import REDIS_URL_VAR
 from cb_assets.dataset import Pair
 from cb_assets.settings import get_setting, run_name_for
 
@@ -43,11 +49,25 @@ def run_argv(spec: RunSpec, pair: Pair, setting: str, *, force: bool = False) ->
         *_one_pair("run", spec, pair, setting),
         *get_setting(setting).cli_flags,
         "--agent", spec.agent, "--model", spec.model,
-        "--no-auto-eval", "--redis", spec.redis_url,
+        "--no-auto-eval",
     ]  # fmt: skip
     if spec.agent_config is not None:
         argv += ["--agent-config", str(spec.agent_config)]
     return argv + (["--force"] if force else [])
+
+
+def run_env(spec: RunSpec) -> dict[str, str]:
+    """What `cooperbench run` needs in its environment rather than on its command line."""
+    return {REDIS_URL_VAR: spec.redis_url}
+
+
+def upstream_argv(argv: list[str], redis_url: str | None) -> list[str]:
+    """In the cooperbench process: `argv` as upstream's CLI takes it, with `--redis` (from
+    the environment, `config.redis_url_if_set()`) for `run`; in-process arguments are not
+    on the process's command line."""
+    if argv[:1] == ["run"] and redis_url and "--redis" not in argv:
+        return [*argv, "--redis", redis_url]
+    return list(argv)
 
 
 def eval_argv(spec: RunSpec, pair: Pair, setting: str, *, force: bool = False) -> list[str]:

@@ -7,6 +7,7 @@ own process, environment and exit code, so isolation and crash handling are the 
 """
 
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -25,6 +26,8 @@ class LaunchResult:
     exit_code: int
     log_path: Path
     timed_out: bool = False
+    killed_by: str | None = None
+    """The signal that ended the process (e.g. "SIGKILL"), None if it exited by itself."""
 
     def log_tail(self, max_chars: int = 4000) -> str:
         try:
@@ -32,6 +35,16 @@ class LaunchResult:
         except FileNotFoundError:
             return ""
         return text[-max_chars:]
+
+
+def signal_name(exit_code: int) -> str | None:
+    """The signal a negative exit code (subprocess's convention) stands for."""
+    if exit_code >= 0:
+        return None
+    try:
+        return signal.Signals(-exit_code).name
+    except ValueError:
+        return f"SIG{-exit_code}"
 
 
 def child_env(base: Mapping[str, str], passthrough: Mapping[str, str]) -> dict[str, str]:
@@ -56,7 +69,8 @@ def run_in_subprocess(
             start_new_session=True,
         )
         try:
-            return LaunchResult(proc.wait(timeout=timeout), log_path)
+            code = proc.wait(timeout=timeout)
+            return LaunchResult(code, log_path, killed_by=signal_name(code))
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, 9)
             proc.wait()
