@@ -13,6 +13,7 @@ from typing import Any
 import duckdb
 
 from cb_assets.duckdb_access import table_exists
+from cb_assets.results import read_regular_file
 
 ATTEMPTS_DIR = "_attempts"
 MARKER = "cb_assets_attempt.json"  # which attempt wrote this folder
@@ -70,8 +71,8 @@ def move_aside(logs_root: Path, pair_dir: Path, default_name: int | None = None)
         return None
     marker = pair_dir / MARKER
     root = archive_root(logs_root, pair_dir)
-    try:
-        name = str(json.loads(marker.read_text())["attempt"])
+    try:  # read as a regular file only: a FIFO by that name must not hang the run
+        name = str(int(json.loads(read_regular_file(marker, max_bytes=4096))["attempt"]))
     except (OSError, ValueError, KeyError, TypeError):
         # an interrupted attempt's files, or files the platform did not write (ingested)
         name = str(default_name) if default_name is not None else "external"

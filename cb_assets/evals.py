@@ -13,6 +13,7 @@ import pandas as pd
 from cb_assets.dataset import Pair
 from cb_assets.failures import INFRA_ERROR, Pattern, classify_text
 from cb_assets.results import ResultFileError, read_json_file
+from cb_assets.secrets import scrub
 from cb_assets.settings import Setting
 
 MERGE_STATUSES = ("clean", "conflicts", "missing_input", "error", "identical")
@@ -88,7 +89,7 @@ def eval_row(
         "feature1_passed": _passed(data.get("feature1"), path, "feature1"),
         "feature2_passed": _passed(data.get("feature2"), path, "feature2"),
         "both_passed": both,
-        "error": error,
+        "error": None if error is None else scrub(error),
         "outcome": outcome,
         "classification": classification,
         "rule": rule,

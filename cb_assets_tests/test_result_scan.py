@@ -11,7 +11,12 @@ from cb_assets.synthetic import write_result
 PAIRS = [Pair("dspy_task", 8394, 1, i) for i in range(2, 8)]
 
 
+def later(seconds: float = 5) -> float:
+    return time.time() + seconds
+
+
 def write(logs: Path, pair: Pair, setting: str, mtime: float) -> Path:
+    """Files are found by change time (ctime), which is now: scans look from LATER."""
     upstream = "solo" if setting == "solo" else "coop"
     d = write_result(logs, f"exp-{setting}", pair, upstream)
     os.utime(d / "result.json", (mtime, mtime))
@@ -25,8 +30,8 @@ def test_scan_finds_new_files_once_in_order(tmp_path: Path) -> None:
     write(tmp_path, PAIRS[0], "solo", t0 + 5)
     write_result(tmp_path, "other-experiment-solo", PAIRS[1], "solo")  # not ours
 
-    found, cursor, deferred = scan(
-        tmp_path, "exp", Cursor(), limit=10, settle_seconds=2, now=time.time()
+    found, cursor, deferred, _ = scan(
+        tmp_path, "exp", Cursor(), limit=10, settle_seconds=2, now=later()
     )
     assert [(f.pair_key, f.setting) for f in found] == [
         (PAIRS[0].key, "coop-nocomm"),
@@ -35,13 +40,13 @@ def test_scan_finds_new_files_once_in_order(tmp_path: Path) -> None:
         (PAIRS[0].key, "solo"),
     ]
     assert deferred == 0
-    again, cursor2, _ = scan(
-        tmp_path, "exp", Cursor.loads(cursor.dumps()), limit=10, settle_seconds=2, now=time.time()
+    again, cursor2, _, _ = scan(
+        tmp_path, "exp", Cursor.loads(cursor.dumps()), limit=10, settle_seconds=2, now=later()
     )
     assert again == [] and cursor2 == cursor
 
     write(tmp_path, PAIRS[3], "coop-comm", t0 + 50)
-    newer, _, _ = scan(tmp_path, "exp", cursor, limit=10, settle_seconds=2, now=time.time())
+    newer, _, _, _ = scan(tmp_path, "exp", cursor, limit=10, settle_seconds=2, now=later())
     assert [f.pair_key for f in newer] == [PAIRS[3].key]
 
 
@@ -51,8 +56,8 @@ def test_scan_caps_each_tick_and_carries_on(tmp_path: Path) -> None:
         write(tmp_path, p, "solo", t0 + i)
     cursor, seen = Cursor(), []
     for _ in range(3):
-        found, cursor, deferred = scan(
-            tmp_path, "exp", cursor, limit=2, settle_seconds=2, now=time.time()
+        found, cursor, deferred, _ = scan(
+            tmp_path, "exp", cursor, limit=2, settle_seconds=2, now=later()
         )
         seen += [f.pair_key for f in found]
     assert seen == [p.key for p in PAIRS] and deferred == 0
@@ -62,24 +67,28 @@ def test_scan_waits_for_files_being_written(tmp_path: Path) -> None:
     path = write(tmp_path, PAIRS[0], "solo", time.time() - 10)
     path.write_text(path.read_text()[:40])  # half-written
     os.utime(path, (time.time() - 10, time.time() - 10))
-    found, cursor, deferred = scan(
-        tmp_path, "exp", Cursor(), limit=10, settle_seconds=2, now=time.time()
+    found, cursor, deferred, _ = scan(
+        tmp_path, "exp", Cursor(), limit=10, settle_seconds=2, now=later()
     )
     assert found == [] and deferred == 1 and cursor == Cursor()
     fresh = write(tmp_path, PAIRS[1], "solo", time.time())
-    found, _, deferred = scan(
-        tmp_path, "exp", Cursor(), limit=10, settle_seconds=2, now=time.time()
-    )
+    found, _, deferred, _ = scan(tmp_path, "exp", Cursor(), limit=10, settle_seconds=2, now=later())
     assert found == [] and fresh.exists()
     # a file that stays broken is handed on after the grace period; its run names the problem
-    later = time.time() + INCOMPLETE_GRACE_SECONDS + 5
-    found, _, _ = scan(tmp_path, "exp", Cursor(), limit=10, settle_seconds=2, now=later)
+    after_grace = later(INCOMPLETE_GRACE_SECONDS + 5)
+    found, _, _, _ = scan(tmp_path, "exp", Cursor(), limit=10, settle_seconds=2, now=after_grace)
     assert [f.pair_key for f in found] == [PAIRS[0].key, PAIRS[1].key]
 
 
 def test_scan_skips_files_the_platform_wrote_itself(tmp_path: Path) -> None:
     path = write(tmp_path, PAIRS[0], "solo", time.time() - 10)
     mark(path.parent, 1, "run-1")
-    found, cursor, _ = scan(tmp_path, "exp", Cursor(), limit=10, settle_seconds=2, now=time.time())
-    assert found == [] and cursor.paths_at_mtime == [str(path)]
+    found, cursor, _, _ = scan(tmp_path, "exp", Cursor(), limit=10, settle_seconds=2, now=later())
+    assert found == [] and cursor.paths_at_changed == [str(path)]
     assert json.loads(cursor.dumps())["paths"] == [str(path)]
+
+
+def test_a_cursor_of_mtimes_from_before_still_loads(tmp_path: Path) -> None:
+    old = Cursor.loads(json.dumps({"mtime": 1700000000.5, "paths": ["/logs/x/result.json"]}))
+    assert old == Cursor(1_700_000_000_500_000_000, [])
+    assert Cursor.loads(old.dumps()) == old

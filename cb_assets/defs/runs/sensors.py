@@ -8,7 +8,7 @@ from cb_assets.defs.runs.assets import run_results
 from cb_assets.defs.runs.liveness import fail_dead_runs
 from cb_assets.defs.runs.partitions import pair_partitions
 from cb_assets.defs.runs.resources import CooperBenchRunner
-from cb_assets.result_scan import Cursor, scan
+from cb_assets.result_scan import Cursor, Skipped, scan
 
 MAX_REQUESTS_PER_TICK = 100
 SETTLE_SECONDS = 2.0  # a result.json younger than this may still be being written
@@ -22,10 +22,12 @@ SETTLE_SECONDS = 2.0  # a result.json younger than this may still be being writt
 def new_results(context: dg.SensorEvaluationContext, runner: CooperBenchRunner):
     """Turns result.json files that appear under the logs root from outside Dagster (a
     `cooperbench run` elsewhere, copied in) into materializations of exactly their
-    partitions, which ingest them without rerunning. Incremental: a cursor over file
-    times; at most 100 requests per tick, the rest at the next."""
+    partitions, which ingest them without rerunning. Incremental: a cursor over the files'
+    change times (content state, so copies that keep an old mtime count); at most 100
+    requests per tick, the rest at the next. Entries that are not regular files and folders
+    whose names are not canonical are reported in the tick's note and never requested."""
     cursor = Cursor.loads(context.cursor)
-    found, new_cursor, deferred = scan(
+    scanned = scan(
         Path(runner.logs_dir),
         runner.experiment,
         cursor,
@@ -36,24 +38,50 @@ def new_results(context: dg.SensorEvaluationContext, runner: CooperBenchRunner):
     known = set(context.instance.get_dynamic_partitions(pair_partitions.name))
     requests = [
         dg.RunRequest(
-            run_key=f"{f.pair_key}|{f.setting}@{f.mtime}",
+            # the file's content state: a file delivered again is requested again
+            run_key=f"{f.pair_key}|{f.setting}@{f.state}",
             partition_key=dg.MultiPartitionKey({"pair": f.pair_key, "setting": f.setting}),
             tags={"cb_assets/launched_by": "new_results", "cb_assets/result_file": str(f.path)},
         )
-        for f in found
+        for f in scanned.found
         if f.pair_key in known
     ]
-    unknown = len(found) - len(requests)
+    unknown = len(scanned.found) - len(requests)
     note = (
         f"{len(requests)} new result files"
         + (f", {unknown} of pairs outside the subset" if unknown else "")
-        + (f", {deferred} left for the next tick" if deferred else "")
+        + (f", {scanned.deferred} left for the next tick" if scanned.deferred else "")
+        + skipped_note(scanned.skipped)
     )
-    context.update_cursor(new_cursor.dumps())
+    context.update_cursor(scanned.cursor.dumps())
+    if scanned.skipped:
+        context.log.warning(note)
     if not requests:
         return dg.SkipReason(note)
-    context.log.info(note)
+    if not scanned.skipped:
+        context.log.info(note)
     return dg.SensorResult(run_requests=requests)
+
+
+SKIPPED_KINDS = {
+    "not-regular": "result.json entries that are not regular files",
+    "non-canonical": "pair folders with non-canonical names",
+    "unreadable": "result.json entries that cannot be stat'ed",
+}
+
+
+def skipped_note(skipped: list[Skipped]) -> str:
+    """', 2 pair folders with non-canonical names skipped (e.g. '…/ 8587/f1_f2')', …"""
+    parts = []
+    for kind, what in SKIPPED_KINDS.items():
+        of_kind = [s for s in skipped if s.kind == kind]
+        if of_kind:
+            first = of_kind[0]
+            # repr: a folder name's control characters are shown escaped, never sent raw
+            parts.append(
+                f", {len(of_kind)} {what} skipped (e.g. {str(first.path)!r}: {first.problem})"
+            )
+    return "".join(parts)
 
 
 @dg.sensor(minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)

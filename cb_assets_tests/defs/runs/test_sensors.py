@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import pytest
 from cb_assets.config import PROJECT_ROOT
 from cb_assets.dataset import parse_pair_key
 from cb_assets.defs.runs.sensors import new_results
-from cb_assets.runner.command import RunSpec, run_argv
+from cb_assets.runner.command import RunSpec, run_argv, run_env
 from cb_assets.runner.forkserver import run_via_forkserver
 from cb_assets.runner.launch import child_env
 from cb_assets_tests.conftest import make_subset_dataset, platform_env
@@ -32,13 +33,13 @@ def run_outside_dagster(
         logs_dir=logs_dir,
         redis_url=redis_url,
     )
-    env = child_env(os.environ, {"CB_DATASET_DIR": str(dataset)})
+    env = child_env(os.environ, {"CB_DATASET_DIR": str(dataset), **run_env(spec)})
     for setting in settings:
         out = run_via_forkserver(
             fork_socket,
             run_argv(spec, parse_pair_key(pair), setting),
             env,
-            logs_dir.parent / f"external-{setting}.log",
+            logs_dir / "_attempts" / f"external-{setting}.log",  # where the fork server allows
             120,
         )
         assert out.exit_code == 0, out.log_tail()
@@ -243,3 +244,63 @@ def test_daemon_backfill_runs_ranges_of_partitions(tmp_path, lite_dataset, redis
     finally:
         os.killpg(daemon.pid, signal.SIGTERM)
         daemon.wait(timeout=60)
+
+
+def _failed_once_without_retry(result: dg.ExecuteInProcessResult) -> str:
+    assert not result.success
+    assert not [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    [failure] = [e for e in result.all_events if e.is_step_failure]
+    return failure.event_specific_data.error.message
+
+
+def test_hostile_result_files_fail_once_and_never_stall_the_sensor(make_platform):
+    """A FIFO named result.json, values DuckDB cannot hold and a non-canonical folder, through
+    the real sensor and run_results: the tick returns at once and requests only the readable
+    file; each bad file fails its partition once (no retry), naming the file and key."""
+    from cb_assets.synthetic import agent_block, write_result
+    from cb_assets_tests.test_hostile_files import within
+
+    platform = make_platform(n_pairs=2)
+    assert platform.materialize(["benchmark_pairs"]).success
+    pairs = [
+        parse_pair_key(r[0]) for r in platform.query("select pair from benchmark_pairs order by 1")
+    ]
+    logs = platform.logs_dir
+    fifo = write_result(logs, "oracle-solo", pairs[0], "solo") / "result.json"
+    fifo.unlink()
+    os.mkfifo(fifo)
+    bad = write_result(logs, "oracle-solo", pairs[1], "solo", agents=[agent_block(steps=10**30)])
+    # a copy of a readable file under " <task id>": int() would read it as the real partition
+    odd = bad.parent.with_name(f" {pairs[1].task_id}") / bad.name
+    odd.parent.mkdir()
+    shutil.copytree(bad, odd)
+    time.sleep(2.1)  # past the settle time
+    d = platform.defs()
+    with dg.build_sensor_context(instance=platform.instance, resources=d.resources) as context:
+        result = within(30, lambda: new_results(context), fifos=(fifo,))
+    assert [r.partition_key for r in result.run_requests] == [f"{pairs[1].key}|solo"]
+
+    data = json.loads((bad / "result.json").read_text())
+    cases = {
+        "'agent.steps': 1000000000000000000000000000000 is over the int64 maximum": {
+            "steps": 10**30
+        },
+        "'agent.error': not valid UTF-8 text": {"status": "Error", "error": "boom \ud800"},
+        "'agent.cost': -1000 is negative": {"cost": -1000},
+    }
+    for expected, change in cases.items():
+        (bad / "result.json").write_text(
+            json.dumps({**data, "agent": {**data["agent"], "steps": 3, **change}})
+        )
+        message = _failed_once_without_retry(
+            platform.materialize(["run_results"], f"{pairs[1].key}|solo")
+        )
+        assert str(bad / "result.json") in message and expected in message
+    message = _failed_once_without_retry(
+        within(120, lambda: platform.materialize(["run_results"], f"{pairs[0].key}|solo"))
+    )
+    assert f"{fifo}: is a FIFO, not a regular file" in message
+    tables = "select 1 from information_schema.tables where table_name = 'run_results'"
+    assert not platform.query(tables) or platform.query("select count(*) from run_results") == [
+        (0,)
+    ]
