@@ -1,9 +1,10 @@
 """`cb-assets`: the project's command line.
 
 `cb-assets materialize` is the main job: it materializes the whole asset graph on
-the local persistent Dagster instance (DAGSTER_HOME = the project root) and the
-DuckDB file under `data/`. Pair-run partitions go several to a Dagster run (a range of
-pairs of one setting), and each keeps its own status, retries and backfill history.
+the local persistent Dagster instance (DAGSTER_HOME = the project root, or
+`<CB_DATA_DIR>/dagster-home` when CB_DATA_DIR is set) and the DuckDB file under `data/`.
+Pair-run partitions go several to a Dagster run (a range of pairs of one setting), and
+each keeps its own status, retries and backfill history.
 `cb-assets backfill` reruns exactly the partitions that failed or are missing.
 """
 
@@ -25,9 +26,11 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
 def _use_project_instance() -> None:
-    os.environ.setdefault("DAGSTER_HOME", str(config.PROJECT_ROOT))
+    """DAGSTER_HOME as `config.dagster_home` decides: DAGSTER_HOME, else under CB_DATA_DIR
+    when that is set, else the project root."""
+    os.environ.setdefault("DAGSTER_HOME", str(config.prepare_dagster_home()))
     os.makedirs(os.environ["DAGSTER_HOME"], exist_ok=True)
-    os.chdir(config.PROJECT_ROOT)  # dagster.yaml's storage paths are relative to it
+    os.chdir(config.PROJECT_ROOT)  # the project's dagster.yaml's paths are relative to it
 
 
 def _note(asset: str, metadata: dict) -> str:
@@ -156,7 +159,7 @@ def _start_workers(concurrency: int) -> ProcessPoolExecutor:
 
         # a failure here is reported by the first pair-run, which tries again and waits
         with contextlib.suppress(Exception):
-            start_server(socket_path_for(config.logs_dir()), wait=False)
+            start_server(socket_path_for(config.logs_dir()), config.logs_dir(), wait=False)
     from cb_assets.definitions import defs
 
     _worker_state["defs"] = defs()  # imports every asset module; the workers inherit both
@@ -177,6 +180,7 @@ def _run_partitions(
     run_results partitions go in batches (one Dagster run per range of pairs of one setting,
     see cb_assets.batches); the other assets' partitions go one per run."""
     from cb_assets.batches import BatchQueue, segments
+    from cb_assets.failures import config_error_cause
     from cb_assets.settings import SETTING_NAMES
 
     if asset == "run_results":
@@ -186,15 +190,24 @@ def _run_partitions(
         queue = BatchQueue([[k] for k in keys], concurrency, cap=1)
     progress = _Progress(instance, asset, keys)
     running = set()
+    stop: str | None = None  # a config error: every further pair-run would fail the same way
     while True:
-        while len(running) < concurrency and (batch := queue.next()) is not None:
+        while stop is None and len(running) < concurrency and (batch := queue.next()):
             running.add(pool.submit(_materialize_batch, asset, batch))
         if not running:
             break
         finished, running = wait(running, timeout=1.0, return_when=FIRST_COMPLETED)
         progress.poll()
         for future in finished:
-            progress.batch_done(*future.result())
+            done, failures = future.result()
+            progress.batch_done(done, failures)
+            stop = stop or next(filter(None, map(config_error_cause, failures.values())), None)
+    if stop is not None:
+        print(
+            f"error: {stop} — stopped launching after it ({queue.remaining()} partitions not "
+            "run); fix the configuration, then `cb-assets backfill --failed --missing --here`",
+            file=sys.stderr,
+        )
     return progress.failed
 
 
@@ -392,18 +405,20 @@ def backfill(args: argparse.Namespace) -> int:
 def sql(args: argparse.Namespace) -> int:
     import duckdb
 
-    from cb_assets.sql import query
+    from cb_assets.duckdb_access import StorageLockTimeout
+    from cb_assets.sql import escape_controls, query, render
 
     try:
-        frame, how = query(config.duckdb_path(), args.query)
-    except (FileNotFoundError, duckdb.Error) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        frame = query(config.duckdb_path(), args.query)
+    except (FileNotFoundError, duckdb.Error, StorageLockTimeout) as exc:
+        # DuckDB's messages quote values and span lines: escape all but the line breaks
+        print(f"error: {escape_controls(str(exc), keep=chr(10))}", file=sys.stderr)
         return 2
     if args.csv:
-        frame.to_csv(sys.stdout, index=False)
+        sys.stdout.write(render(frame, csv=True))
     else:
-        print(frame.to_markdown(index=False, floatfmt=".4g") if len(frame) else "(no rows)")
-        print(f"({len(frame)} rows, {how} read of {config.duckdb_path()})", file=sys.stderr)
+        print(render(frame))
+        print(f"({len(frame)} rows from {config.duckdb_path()})", file=sys.stderr)
     return 0
 
 
@@ -466,7 +481,24 @@ def main(argv: list[str] | None = None) -> None:
     ask.add_argument("--csv", action="store_true", help="CSV instead of a table")
     args = parser.parse_args(argv)
     commands_by_name = {"materialize": materialize, "backfill": backfill, "sql": sql}
-    sys.exit(commands_by_name[args.command](args))
+    if args.command != "sql" and not _preflight():
+        sys.exit(2)
+    try:
+        code = commands_by_name[args.command](args)
+    except config.ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        code = 2
+    sys.exit(code)
+
+
+def _preflight() -> bool:
+    """The configuration checked before anything starts: a line per problem; False if any."""
+    from cb_assets.preflight import problems
+
+    found = problems()
+    for problem in found:
+        print(f"error: {problem}", file=sys.stderr)
+    return not found
 
 
 if __name__ == "__main__":

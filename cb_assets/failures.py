@@ -3,6 +3,9 @@
 `submitted`, `limits_exceeded` and `agent_error` are results: the agent ended on its
 own merits and the attempt is final. `infra_error` is the platform's or a provider's
 fault (a killed container, a 503, Redis down, the runner crashing) and is retried.
+`config_error` is the experiment's configuration (a rejected API key): neither a result
+nor worth retrying, it stops the experiment; a failure it causes reads
+`config_error: <rule>: <detail>` (see `config_error_text`).
 
 The verdict is a pure function of the process exit, its log and the statuses and
 error strings in result.json, driven by a pattern table that users can extend.
@@ -15,13 +18,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-SUBMITTED, LIMITS_EXCEEDED, AGENT_ERROR, INFRA_ERROR = (
+from cb_assets.secrets import scrub
+
+SUBMITTED, LIMITS_EXCEEDED, AGENT_ERROR, INFRA_ERROR, CONFIG_ERROR = (
     "submitted",
     "limits_exceeded",
     "agent_error",
     "infra_error",
+    "config_error",
 )
-CLASSIFICATIONS = (SUBMITTED, LIMITS_EXCEEDED, AGENT_ERROR, INFRA_ERROR)
+CLASSIFICATIONS = (SUBMITTED, LIMITS_EXCEEDED, AGENT_ERROR, INFRA_ERROR, CONFIG_ERROR)
+RESULTS = (SUBMITTED, LIMITS_EXCEEDED, AGENT_ERROR)  # an attempt that ends in one is final
+CONFIG_ERROR_PREFIX = f"{CONFIG_ERROR}:"  # how the failure text of a config error starts
 
 
 @dataclass(frozen=True)
@@ -37,6 +45,20 @@ class Pattern:
 # Strings that the Docker engine, litellm / provider SDKs, redis-py and the kernel
 # put in an error message when the fault is not the agent's.
 DEFAULT_PATTERNS: tuple[Pattern, ...] = (
+    # Rejected credentials are the configuration's fault: retrying cannot help.
+    Pattern(
+        "redis-auth",
+        r"redis\.exceptions\.AuthenticationError|NOAUTH Authentication required|WRONGPASS",
+        CONFIG_ERROR,
+    ),
+    Pattern(
+        "llm-auth",
+        r"AuthenticationError|Incorrect API key|invalid[ _-]x-api-key|"
+        r"invalid[ _-]api[ _-]?key|API key not valid|"
+        r"\b401\b[^\n]{0,20}Unauthori[sz]ed|Unauthori[sz]ed[^\n]{0,20}\b401\b|"
+        r"(Error code|status(?:[ _]code)?)[ :=]*401\b",
+        CONFIG_ERROR,
+    ),
     Pattern("docker-oom", r"OOMKilled|out of memory|Cannot allocate memory|exit code 137"),
     Pattern("docker-killed", r"container .*(killed|was stopped)|signal: killed|SIGKILL"),
     Pattern(
@@ -78,6 +100,32 @@ class Verdict:
     def retryable(self) -> bool:
         return self.classification == INFRA_ERROR
 
+    @property
+    def is_result(self) -> bool:
+        """The agent ended on its own merits: the attempt's rows are the pair-run's result."""
+        return self.classification in RESULTS
+
+    @property
+    def stops_experiment(self) -> bool:
+        """The configuration is at fault: every other pair-run would fail the same way."""
+        return self.classification == CONFIG_ERROR
+
+
+def config_error_text(verdict: Verdict) -> str:
+    """The one line a config error fails with (and `cb-assets` stops on), scrubbed."""
+    detail = " ".join(verdict.detail.split())
+    return scrub(f"{CONFIG_ERROR_PREFIX} {verdict.rule}: {detail}")
+
+
+_CONFIG_ERROR_LINE = re.compile(rf"^(?:[\w.]+: )?({re.escape(CONFIG_ERROR_PREFIX)}.*)")
+
+
+def config_error_cause(failure_text: str) -> str | None:
+    """The `config_error: …` line a failure reports (Dagster puts the exception's class name
+    first), or None when the failure is not a config error."""
+    match = _CONFIG_ERROR_LINE.match(failure_text.strip())
+    return match.group(1).splitlines()[0] if match else None
+
 
 def load_patterns(path: Path | None) -> tuple[Pattern, ...]:
     """User patterns (checked first) from a JSON list of {name, regex, classification}."""
@@ -91,10 +139,11 @@ def load_patterns(path: Path | None) -> tuple[Pattern, ...]:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ValueError(f"failure pattern file {path}: {exc!r}") from None
     for p in extra:
-        if p.classification not in (INFRA_ERROR, AGENT_ERROR):
+        if p.classification not in (INFRA_ERROR, AGENT_ERROR, CONFIG_ERROR):
             raise ValueError(
                 f"failure pattern file {path}: pattern {p.name!r} has "
-                f"classification {p.classification!r}; use infra_error or agent_error"
+                f"classification {p.classification!r}; use infra_error, agent_error "
+                "or config_error"
             )
         try:
             re.compile(p.regex)
@@ -138,11 +187,18 @@ def classify(
             if result is not None or exit_code
             else "no result.json was written"
         )
+        if hit is not None and hit.classification == CONFIG_ERROR:
+            line = next((x for x in log_text.splitlines() if hit.search(x)), "")
+            return Verdict(CONFIG_ERROR, hit.name, f"{why}: {line.strip()[:400]}")
         if hit is not None and hit.classification == INFRA_ERROR:
             return Verdict(INFRA_ERROR, hit.name, why)
         return Verdict(INFRA_ERROR, "runner-crash", why)
     agents = _agents(result)
     errors = [str(a.get("error") or "") for a in agents if a.get("status") == "Error"]
+    for error in errors:  # a rejected key stops the experiment, whatever else went wrong
+        hit = _match(error, patterns)
+        if hit is not None and hit.classification == CONFIG_ERROR:
+            return Verdict(CONFIG_ERROR, hit.name, error[:500])
     for error in errors:
         hit = _match(error, patterns)
         if hit is not None and hit.classification == INFRA_ERROR:

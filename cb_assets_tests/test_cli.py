@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import duckdb
+import pytest
 
 from cb_assets.config import PROJECT_ROOT
 from cb_assets_tests.conftest import make_subset_dataset, platform_env
@@ -145,3 +146,103 @@ def test_backfill_reruns_exactly_the_failed_partitions(
     assert rerun == failed
     assert f"{len(failed)}/{len(failed)} partitions materialized" in again.stdout
     assert "no failed partitions" in run_cli(["backfill", "--failed"], env).stdout
+
+
+def _error_lines(proc: subprocess.CompletedProcess) -> list[str]:
+    return [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+
+
+@pytest.mark.parametrize(
+    ("var", "value", "says"),
+    [
+        ("CB_AGENT", "unknown_agent", "CB_AGENT='unknown_agent': unknown agent framework"),
+        ("CB_FAILURE_PATTERNS", "{missing}", "CB_FAILURE_PATTERNS='{missing}': failure pattern"),
+        ("CB_FAILURE_PATTERNS", "{bad_regex}", "CB_FAILURE_PATTERNS='{bad_regex}': failure"),
+        ("CB_RETRY_DELAY_SECONDS", "abc", "CB_RETRY_DELAY_SECONDS='abc': expected a non-negative"),
+        ("CB_LAUNCHER", "fork", "CB_LAUNCHER='fork': expected one of forkserver, subprocess"),
+        ("CB_BACKEND", "k8s", "CB_BACKEND='k8s': expected one of docker, modal, gcp"),
+    ],
+)
+def test_a_bad_setting_stops_before_anything_runs_with_one_line(
+    tmp_path: Path,
+    lite_dataset: Path,
+    redis_url: str,
+    fork_socket: Path,
+    var: str,
+    value: str,
+    says: str,
+) -> None:
+    dataset = make_subset_dataset(lite_dataset, tmp_path / "dataset", n_pairs=1)
+    bad_regex = tmp_path / "patterns.json"
+    bad_regex.write_text(json.dumps([{"name": "x", "regex": "("}]))
+    paths = {"missing": tmp_path / "nowhere.json", "bad_regex": bad_regex}
+    value, says = value.format(**paths), says.format(**paths)
+    env = cli_env(tmp_path, dataset, redis_url, fork_socket, **{var: value})
+    proc = run_cli(["materialize", "--pairs", "1", "--settings", "solo", "--images", "no"], env)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    [line] = _error_lines(proc)
+    assert line.startswith(f"error: {says}"), proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "data").exists(), "something ran"  # no DuckDB file, no logs
+    assert list((tmp_path / "dagster").iterdir()) == [], "the instance was touched"
+
+
+def test_cb_data_dir_holds_its_own_dagster_instance(
+    tmp_path: Path, lite_dataset: Path, redis_url: str
+) -> None:
+    """Two data folders, no DAGSTER_HOME: what one materialized is not seen by the other."""
+    import tempfile
+
+    dataset = make_subset_dataset(lite_dataset, tmp_path / "dataset", n_pairs=3)
+    base = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
+
+    def env_for(name: str, sockets: str) -> dict:
+        return {
+            **base,
+            **platform_env(tmp_path / name, dataset, redis_url, launcher="subprocess"),
+            "CB_FORKSERVER_SOCKET": str(Path(sockets) / "fs.sock"),  # private (0700), short
+        }
+
+    def missing(env: dict) -> list[str]:
+        dry = run_cli(["backfill", "--missing", "--dry-run"], env)
+        assert dry.returncode == 0, dry.stdout + dry.stderr
+        return [line.split()[1] for line in dry.stdout.splitlines() if line.startswith("  missing")]
+
+    with tempfile.TemporaryDirectory(prefix="cbt-", dir="/tmp") as sockets:
+        first = run_cli(
+            ["materialize", "--pairs", "1", "--settings", "solo", "--images", "no"],
+            env_for("a", sockets),
+        )
+        assert first.returncode == 0, first.stdout + first.stderr
+        assert f"instance {tmp_path / 'a' / 'data' / 'dagster'}," in first.stdout
+        assert (tmp_path / "a" / "data" / "dagster" / "storage").is_dir()
+        assert len(missing(env_for("a", sockets))) == 8  # 3 pairs x 3 settings, one done here
+        assert len(missing(env_for("b", sockets))) == 9  # ... and nothing done there
+        assert (tmp_path / "b" / "data" / "dagster" / "storage").is_dir()
+
+
+def test_a_config_error_stops_further_batches(monkeypatch, capsys) -> None:
+    """After a batch fails with `config_error: …`, no further batch is launched."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import dagster as dg
+
+    from cb_assets import cli
+    from cb_assets.batches import partition_key
+
+    pairs = ["dspy_task-8394-f1_f2", "dspy_task-8394-f3_f4"]
+    keys = [partition_key(p, s) for s in ("solo", "coop-comm", "coop-nocomm") for p in pairs]
+    launched: list[list[str]] = []
+    cause = "config_error: llm-auth: AuthenticationError: Incorrect API key provided: sk-***"
+
+    def fake_batch(asset: str, batch: list[str]) -> tuple[list[str], dict[str, str]]:
+        launched.append(batch)
+        return batch, {k: f"dagster._core.definitions.events.Failure: {cause}" for k in batch}
+
+    monkeypatch.setattr(cli, "_materialize_batch", fake_batch)
+    with dg.DagsterInstance.ephemeral() as instance, ThreadPoolExecutor(1) as pool:
+        instance.add_dynamic_partitions("pairs", pairs)
+        failed = cli._run_partitions(pool, instance, keys, concurrency=1)
+    assert launched == [keys[:2]] and failed == keys[:2]
+    [line] = [x for x in capsys.readouterr().err.splitlines() if x.startswith("error:")]
+    assert line.startswith(f"error: {cause} — stopped launching after it (4 partitions not run)")

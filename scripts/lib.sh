@@ -1,7 +1,9 @@
 # Sourced by the project's scripts: run from the project root, with uv available.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-export DAGSTER_HOME="${DAGSTER_HOME:-$PWD}"
+# The Dagster instance, as cb_assets.config.dagster_home decides: DAGSTER_HOME if set, else
+# the project root; with CB_DATA_DIR set, <CB_DATA_DIR>/dagster-home (see use_instance).
+if [ -z "${DAGSTER_HOME:-}" ] && [ -z "${CB_DATA_DIR:-}" ]; then export DAGSTER_HOME="$PWD"; fi
 
 uv() {
   if command uv --version >/dev/null 2>&1; then command uv "$@"; else python3 -m uv "$@"; fi
@@ -22,4 +24,12 @@ bootstrap() {
   apt_install redis-server redis-server
   if ! uv --version >/dev/null 2>&1; then python3 -m pip install --quiet uv; fi
   uv sync --frozen --quiet
+  use_instance
+}
+
+use_instance() {  # with CB_DATA_DIR and no DAGSTER_HOME: the instance under CB_DATA_DIR
+  if [ -z "${DAGSTER_HOME:-}" ]; then
+    DAGSTER_HOME="$(uv run --frozen python -m cb_assets.config dagster-home)"
+    export DAGSTER_HOME
+  fi
 }

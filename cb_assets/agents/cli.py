@@ -1,7 +1,9 @@
 """`python -m cb_assets.agents.cli run ...`: the upstream `cooperbench` CLI with our agents.
 
 Registering happens on import of `offline`; everything after is upstream's own
-entry point, so the logs on disk are exactly what `cooperbench run` writes.
+entry point, so the logs on disk are exactly what `cooperbench run` writes. The
+Redis URL comes through the environment (`CB_REDIS_URL`, set by the runner) and is
+added to the in-process arguments only, so no password shows in /proc/<pid>/cmdline.
 """
 
 import os
@@ -9,13 +11,16 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Run upstream's CLI on `argv` (default: this process's arguments)."""
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     from cooperbench.cli import main as cooperbench_main
 
     import cb_assets.agents.offline  # noqa: F401  (registers oracle and noop)
+    from cb_assets.config import redis_url_if_set
+    from cb_assets.runner.command import upstream_argv
 
-    if argv is not None:
-        sys.argv = ["cooperbench", *argv]
+    args = sys.argv[1:] if argv is None else argv
+    sys.argv = ["cooperbench", *upstream_argv(args, redis_url_if_set())]
     cooperbench_main()
 
 

@@ -1,8 +1,10 @@
-"""Policies shared by the domains: how infrastructure failures are retried."""
+"""Policies shared by the domains: how infrastructure failures are retried, and how a
+configuration error stops a step without a retry."""
 
 import dagster as dg
 
 from cb_assets import config
+from cb_assets.failures import CONFIG_ERROR, Verdict, config_error_text
 
 MAX_ATTEMPTS = 3
 
@@ -28,3 +30,16 @@ def give_up_or_retry(
     if is_last_attempt(context):
         return dg.Failure(description=final_description, allow_retries=False, **failure_kwargs)
     return error
+
+
+def config_failure(verdict: Verdict, **failure_kwargs) -> dg.Failure:
+    """The non-retryable Failure for a config error; its text starts with `config_error:`,
+    which `cb-assets` reads to stop launching further pair-runs."""
+    metadata = {"classification": CONFIG_ERROR, "rule": verdict.rule}
+    metadata.update(failure_kwargs.pop("metadata", {}))
+    return dg.Failure(
+        description=config_error_text(verdict),
+        allow_retries=False,
+        metadata=metadata,
+        **failure_kwargs,
+    )

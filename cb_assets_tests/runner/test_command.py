@@ -1,3 +1,4 @@
+import json
 from pathlib import Path
 
 from cb_assets.dataset import Pair
@@ -46,3 +47,129 @@ def test_backend_is_passed_through() -> None:
 
     argv = run_argv(replace(SPEC, backend="modal"), PAIR, "solo")
     assert argv[argv.index("--backend") + 1] == "modal"
+
+
+REDIS_WITH_PASSWORD = "redis://:hunter2-redis-pw@127.0.0.1:7000"
+
+
+def test_the_redis_url_is_not_on_the_command_line() -> None:
+    from dataclasses import replace
+
+    from cb_assets.runner.command import run_env
+
+    spec = replace(SPEC, redis_url=REDIS_WITH_PASSWORD)
+    for setting in ("solo", "coop-comm", "coop-nocomm"):
+        argv = run_argv(spec, PAIR, setting)
+        assert "--redis" not in argv and not any("hunter2" in a for a in argv)
+    assert run_env(spec) == {"CB_REDIS_URL": REDIS_WITH_PASSWORD}
+
+
+def test_the_wrapped_cli_hands_upstream_the_redis_url_from_the_environment() -> None:
+    from cb_assets.runner.command import upstream_argv
+
+    argv = run_argv(SPEC, PAIR, "coop-comm")
+    assert upstream_argv(argv, REDIS_WITH_PASSWORD) == [*argv, "--redis", REDIS_WITH_PASSWORD]
+    assert upstream_argv(argv, None) == argv  # unset: upstream's own default
+    given = [*argv, "--redis", "redis://elsewhere:1"]
+    assert upstream_argv(given, REDIS_WITH_PASSWORD) == given  # an explicit --redis wins
+    assert upstream_argv(["eval", "--name", "x"], REDIS_WITH_PASSWORD) == ["eval", "--name", "x"]
+
+
+def _redis_with_password(workdir: Path, password: str):
+    import shutil
+    import socket
+    import subprocess
+    import time
+
+    import redis
+
+    from cb_assets_tests.conftest import require
+
+    binary = shutil.which("redis-server")
+    require(binary is not None, "redis-server is not installed (apt-get install redis-server)")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", str(workdir), "--requirepass", password],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    url = f"redis://:{password}@127.0.0.1:{port}"
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            redis.from_url(url).ping()
+            return url, proc
+        except redis.ConnectionError:
+            assert proc.poll() is None and time.monotonic() < deadline, "redis-server did not start"
+            time.sleep(0.05)
+
+
+def _cmdlines() -> dict[int, str]:
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                found[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
+            except OSError:
+                continue
+    return {pid: line.decode(errors="replace") for pid, line in found.items()}
+
+
+def test_a_launched_pair_run_shows_no_redis_password_in_proc_cmdline(
+    tmp_path: Path, lite_dataset: Path, monkeypatch
+) -> None:
+    """A real coop-comm pair-run, launched as a fresh process (CB_LAUNCHER=subprocess), against
+    a Redis that needs a password: the password is in no process's /proc/<pid>/cmdline while
+    it runs, and the agents still talk through that Redis."""
+    import threading
+    import time
+
+    from cb_assets.defs.benchmark.resources import BenchmarkDataset
+    from cb_assets.defs.runs.resources import CooperBenchRunner
+    from cb_assets.synthetic import make_subset_dataset
+
+    password = "pw-7d1c9e3a5b"
+    url, redis_proc = _redis_with_password(tmp_path, password)
+    try:
+        dataset = make_subset_dataset(lite_dataset, tmp_path / "dataset", n_pairs=1)
+        pair = BenchmarkDataset(dataset_dir=str(dataset), subset="test").pairs()[0]
+        runner = CooperBenchRunner(
+            dataset=BenchmarkDataset(dataset_dir=str(dataset), subset="test"),
+            logs_dir=str(tmp_path / "logs"),
+            redis_url=url,
+            launcher="subprocess",
+        )
+        monkeypatch.setenv("CB_OFFLINE_AGENT_DELAY", "2")
+        monkeypatch.delenv("CB_REDIS_URL", raising=False)
+        outcome = {}
+        worker = threading.Thread(
+            target=lambda: outcome.update(
+                result=runner.run_pair(
+                    pair, "coop-comm", force=True, log_path=tmp_path / "process.log"
+                )
+            )
+        )
+        worker.start()
+        children, seen = set(), []
+        while worker.is_alive():
+            lines = _cmdlines()
+            seen += [line for line in lines.values() if password in line]
+            children |= {
+                pid for pid, line in lines.items() if "cb_assets.agents.cli" in line and
+                str(tmp_path / "logs") in line
+            }  # fmt: skip
+            time.sleep(0.05)
+        worker.join()
+        assert children, "never saw the cooperbench process"
+        assert seen == []
+        assert outcome["result"].exit_code == 0, (tmp_path / "process.log").read_text()[-3000:]
+        result = json.loads(
+            (runner.pair_dir(pair, "coop-comm") / "result.json").read_text(encoding="utf-8")
+        )
+        assert result["messages_sent"] == 2  # upstream got the URL, password and all
+    finally:
+        redis_proc.terminate()
+        redis_proc.wait(timeout=10)

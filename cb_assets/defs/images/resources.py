@@ -1,8 +1,7 @@
-import os
-
 import dagster as dg
 import docker
 
+from cb_assets import config
 from cb_assets.dataset import DEFAULT_IMAGE_NAMESPACE
 from cb_assets.images import ImageRef, connect
 
@@ -27,10 +26,9 @@ def resources() -> dg.Definitions:
     return dg.Definitions(
         resources={
             "docker_engine": DockerEngine(
-                endpoint=os.environ.get("CB_DOCKER_HOST")
-                or os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock"),
-                registry=os.environ.get("CB_IMAGE_REGISTRY", ""),
-                namespace=os.environ.get("CB_IMAGE_NAMESPACE", DEFAULT_IMAGE_NAMESPACE),
+                endpoint=config.docker_host(),
+                registry=config.image_registry(),
+                namespace=config.image_namespace(DEFAULT_IMAGE_NAMESPACE),
             )
         }
     )

@@ -8,9 +8,10 @@ from cb_assets import config
 from cb_assets.dataset import Pair
 from cb_assets.defs.benchmark.resources import BenchmarkDataset, default_dataset
 from cb_assets.failures import Pattern, load_patterns
-from cb_assets.runner.command import RunSpec, eval_argv, pair_log_dir, run_argv
+from cb_assets.runner.command import RunSpec, eval_argv, pair_log_dir, run_argv, run_env
 from cb_assets.runner.forkserver import socket_path_for
 from cb_assets.runner.launch import LaunchResult, child_env, launch
+from cb_assets.secrets import scrub
 from cb_assets.settings import get_setting
 
 
@@ -63,7 +64,7 @@ class CooperBenchRunner(dg.ConfigurableResource):
             redis.from_url(self.redis_url, socket_connect_timeout=2).ping()
         except (redis.RedisError, ValueError) as exc:
             raise RedisUnavailableError(
-                f"Redis at {self.redis_url} is unreachable ({exc}); coop-comm needs it: "
+                f"Redis at {scrub(self.redis_url)} is unreachable ({exc}); coop-comm needs it: "
                 "start one with `scripts/start-redis` or set CB_REDIS_URL"
             ) from None
 
@@ -83,10 +84,11 @@ class CooperBenchRunner(dg.ConfigurableResource):
 
     def run_pair(self, pair: Pair, setting: str, *, force: bool, log_path: Path) -> LaunchResult:
         get_setting(setting)
-        env = child_env(os.environ, {"CB_DATASET_DIR": str(self.dataset.root)})
+        spec = self.spec()
+        env = child_env(os.environ, {"CB_DATASET_DIR": str(self.dataset.root), **run_env(spec)})
         return launch(
             self.launcher,
-            run_argv(self.spec(), pair, setting, force=force),
+            run_argv(spec, pair, setting, force=force),
             env,
             log_path,
             self.timeout_seconds,
@@ -108,7 +110,7 @@ def resources() -> dg.Definitions:
                 redis_url=config.redis_url(),
                 launcher=config.launcher(),
                 failure_patterns_file=config.failure_patterns_file(),
-                backend=os.environ.get("CB_BACKEND", "docker"),
+                backend=config.backend(),
             ),
         }
     )

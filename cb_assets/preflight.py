@@ -1,0 +1,172 @@
+"""Check the configuration before the first pair-run: one line per problem, naming the variable.
+
+`problems()` reads the configuration (through `config`) and returns what is wrong with it;
+`check()` raises `config.ConfigError` with those lines. `cb-assets` runs it before it
+starts anything, and a run step can run it (or `agent_problem` / `patterns_problem` on its
+resource's values) before launching a pair. Pure: no Dagster, and no import of
+cooperbench, whose agent names are read from its source (importing it costs ~8 s).
+"""
+
+import ast
+import functools
+import importlib.util
+from importlib.machinery import PathFinder
+from pathlib import Path
+
+from cb_assets import config
+from cb_assets.failures import load_patterns
+
+OFFLINE_AGENTS_MODULE = Path(__file__).resolve().parent / "agents" / "offline.py"
+
+
+def _is_register(func: ast.expr) -> bool:
+    """`register(...)` or `<...>registry.register(...)` (not atexit's, signal's, …)."""
+    if isinstance(func, ast.Name):
+        return func.id == "register"
+    if isinstance(func, ast.Attribute) and func.attr == "register":
+        owner = func.value
+        name = owner.id if isinstance(owner, ast.Name) else getattr(owner, "attr", "")
+        return name == "registry"
+    return False
+
+
+def _registered_names(source: Path) -> set[str] | None:
+    """Names a module registers with `@register("name")` / `register("name")`; None when
+    the module is not readable source or registers a name that is not a literal."""
+    try:
+        tree = ast.parse(source.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, SyntaxError, ValueError):
+        return None
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and _is_register(node.func):
+            arg = node.args[0] if node.args else None
+            if not (isinstance(arg, ast.Constant) and isinstance(arg.value, str)):
+                return None
+            names.add(arg.value)
+    return names
+
+
+def _module_source(name: str) -> Path | None:
+    """Where module `name` is, found without importing it or its packages."""
+    search: list[str] | None = None
+    spec = None
+    parts = name.split(".")
+    for i in range(len(parts)):
+        spec = PathFinder.find_spec(".".join(parts[: i + 1]), search)
+        if spec is None:
+            return None
+        search = list(spec.submodule_search_locations or [])
+    origin = spec.origin if spec is not None else None
+    return Path(origin) if origin and origin.endswith(".py") else None
+
+
+def _upstream_adapter_modules(registry: Path) -> list[str]:
+    """The adapter modules upstream's registry imports to register its agents."""
+    tree = ast.parse(registry.read_text(encoding="utf-8"))
+    return [
+        alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import)
+        for alias in node.names
+        if alias.name.startswith("cooperbench.agents.")
+    ]
+
+
+@functools.cache
+def upstream_agents() -> frozenset[str]:
+    """Agent frameworks built into cooperbench, read from its registry's source; if that
+    cannot be read, from cooperbench itself (a one-off import)."""
+    spec = importlib.util.find_spec("cooperbench")  # top-level: finds, does not import
+    names: set[str] = set()
+    if spec is not None and spec.submodule_search_locations:
+        registry = Path(next(iter(spec.submodule_search_locations))) / "agents" / "registry.py"
+        try:
+            modules = _upstream_adapter_modules(registry)
+        except (OSError, SyntaxError, ValueError):
+            modules = []
+        for module in modules:
+            source = _module_source(module)
+            found = _registered_names(source) if source else None
+            names |= found or set()
+    if not names:
+        from cooperbench.agents.registry import list_agents
+
+        names = set(list_agents())
+    return frozenset(names)
+
+
+def known_agents(external_modules: list[str]) -> tuple[frozenset[str], bool]:
+    """Every agent framework `cooperbench run --agent` accepts here: upstream's, ours
+    (`oracle`, `noop`, `flaky`) and those of `external_modules` (COOPERBENCH_EXTERNAL_AGENTS).
+    The flag says whether the list is complete (an external module that registers a name
+    computed at run time makes it incomplete)."""
+    names = set(upstream_agents()) | (_registered_names(OFFLINE_AGENTS_MODULE) or set())
+    complete = True
+    for module in external_modules:
+        source = _module_source(module)
+        if source is None:
+            continue  # upstream warns and goes on without it
+        found = _registered_names(source)
+        if found is None:
+            complete = False
+        else:
+            names |= found
+    return frozenset(names), complete
+
+
+def agent_problem(agent: str, external_modules: list[str] | None = None) -> str | None:
+    """What is wrong with agent framework `agent` (CB_AGENT), or None."""
+    modules = config.external_agent_modules() if external_modules is None else external_modules
+    names, complete = known_agents(modules)
+    if agent in names or not complete:
+        return None
+    extra = (
+        f" (COOPERBENCH_EXTERNAL_AGENTS modules: {', '.join(modules)})"
+        if modules
+        else "; more through COOPERBENCH_EXTERNAL_AGENTS"
+    )
+    return (
+        f"CB_AGENT={agent!r}: unknown agent framework; expected one of "
+        f"{', '.join(sorted(names))}{extra}"
+    )
+
+
+def patterns_problem(path: str | None) -> str | None:
+    """What is wrong with the CB_FAILURE_PATTERNS file `path`, or None."""
+    if path is None:
+        return None
+    try:
+        load_patterns(Path(path))
+    except ValueError as exc:
+        return f"CB_FAILURE_PATTERNS={path!r}: {exc}"
+    return None
+
+
+def problems() -> list[str]:
+    """Everything wrong with the configuration, one line each (empty: all is well)."""
+    found: list[str] = []
+    for read in (
+        config.launcher,
+        config.backend,
+        config.retry_delay_seconds,
+        config.sensor_interval_seconds,
+        config.report_refresh_seconds,
+    ):
+        try:
+            read()
+        except config.ConfigError as exc:
+            found.append(str(exc))
+    found += [
+        p
+        for p in (agent_problem(config.agent()), patterns_problem(config.failure_patterns_file()))
+        if p
+    ]
+    return found
+
+
+def check() -> None:
+    """Raise `config.ConfigError` naming every problem of the configuration, if any."""
+    found = problems()
+    if found:
+        raise config.ConfigError("; ".join(found))

@@ -1,0 +1,126 @@
+"""Pre-flight: the configuration is checked before the first pair-run, one line per problem."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cb_assets import preflight
+from cb_assets.config import PROJECT_ROOT, ConfigError
+
+OFFLINE = {"oracle", "noop", "flaky"}
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch):
+    for var in (
+        "CB_AGENT",
+        "CB_FAILURE_PATTERNS",
+        "CB_RETRY_DELAY_SECONDS",
+        "CB_LAUNCHER",
+        "CB_BACKEND",
+        "CB_SENSOR_INTERVAL_SECONDS",
+        "CB_REPORT_REFRESH_SECONDS",
+        "COOPERBENCH_EXTERNAL_AGENTS",
+    ):
+        monkeypatch.delenv(var, raising=False)
+
+
+def test_the_default_configuration_passes() -> None:
+    assert preflight.problems() == []
+    preflight.check()
+
+
+def test_known_agents_are_upstreams_and_ours_read_without_importing_cooperbench() -> None:
+    code = (
+        "import json, sys, time; t = time.monotonic(); from cb_assets import preflight; "
+        "names, complete = preflight.known_agents([]); problems = preflight.problems(); "
+        "print(json.dumps([sorted(names), complete, problems, time.monotonic() - t, "
+        "sorted(m for m in ('cooperbench', 'dagster') if m in sys.modules)]))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=PROJECT_ROOT,
+        env={k: v for k, v in os.environ.items() if not k.startswith(("CB_", "COOPERBENCH_"))},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    names, complete, problems, seconds, imported = json.loads(out.stdout)
+    assert (complete, problems, imported) == (True, [], []), out.stderr
+    assert seconds < 2
+    from cooperbench.agents.registry import list_agents  # the truth, at its ~8 s price
+
+    assert set(names) == set(list_agents()) | OFFLINE
+
+
+def test_an_unknown_agent_is_one_line_naming_cb_agent(monkeypatch) -> None:
+    monkeypatch.setenv("CB_AGENT", "unknown_agent")
+    [problem] = preflight.problems()
+    assert problem.startswith("CB_AGENT='unknown_agent': unknown agent framework; expected one of")
+    assert "mini_swe_agent_v2" in problem and "oracle" in problem
+    with pytest.raises(ConfigError, match="CB_AGENT='unknown_agent'"):
+        preflight.check()
+    for name in ("oracle", "flaky", "mini_swe_agent_v2", "codex"):
+        assert preflight.agent_problem(name) is None
+
+
+def test_external_agent_modules_are_read_without_importing_them(monkeypatch, tmp_path) -> None:
+    package = tmp_path / "extpkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("raise RuntimeError('imported')\n")
+    (package / "agents.py").write_text(
+        "from cooperbench.agents.registry import register\n\n"
+        '@register("my_external")\nclass Mine:\n    pass\n'
+    )
+    (tmp_path / "dynamic_agents.py").write_text(
+        "from cooperbench.agents import registry\nregistry.register(NAME)(object)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    monkeypatch.setenv("COOPERBENCH_EXTERNAL_AGENTS", "extpkg.agents, missing.module")
+    assert preflight.agent_problem("my_external") is None
+    monkeypatch.setenv("CB_AGENT", "other")
+    [problem] = preflight.problems()
+    assert "COOPERBENCH_EXTERNAL_AGENTS modules: extpkg.agents, missing.module" in problem
+    # a module that registers a computed name: the name cannot be checked, so it is let through
+    monkeypatch.setenv("COOPERBENCH_EXTERNAL_AGENTS", "dynamic_agents")
+    assert preflight.problems() == []
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "No such file"),
+        ("not json", "JSONDecodeError"),
+        ('[{"name": "x", "regex": "("}]', "pattern 'x'"),
+    ],
+)
+def test_a_bad_failure_pattern_file_is_one_line_naming_it(
+    monkeypatch, tmp_path: Path, content: str | None, message: str
+) -> None:
+    path = tmp_path / "patterns.json"
+    if content is not None:
+        path.write_text(content)
+    monkeypatch.setenv("CB_FAILURE_PATTERNS", str(path))
+    [problem] = preflight.problems()
+    assert problem.startswith(f"CB_FAILURE_PATTERNS={str(path)!r}: ") and message in problem
+    assert "\n" not in problem
+
+
+def test_a_good_failure_pattern_file_passes(monkeypatch, tmp_path: Path) -> None:
+    path = tmp_path / "patterns.json"
+    path.write_text(json.dumps([{"name": "quota", "regex": "quota exhausted"}]))
+    monkeypatch.setenv("CB_FAILURE_PATTERNS", str(path))
+    assert preflight.problems() == []
+
+
+def test_every_problem_is_reported_at_once(monkeypatch) -> None:
+    monkeypatch.setenv("CB_RETRY_DELAY_SECONDS", "abc")
+    monkeypatch.setenv("CB_LAUNCHER", "fork")
+    monkeypatch.setenv("CB_AGENT", "nope")
+    found = preflight.problems()
+    assert [p.split("=")[0] for p in found] == ["CB_LAUNCHER", "CB_RETRY_DELAY_SECONDS", "CB_AGENT"]
