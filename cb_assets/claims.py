@@ -43,9 +43,9 @@ class Claim:
 
     def _write(self) -> None:
         data = json.dumps({"last_attempt": self.last_attempt, "running": self.running}).encode()
+        # no fsync: the journal must outlive its process, not the machine
         os.ftruncate(self.fd, 0)
         os.pwrite(self.fd, data, 0)
-        os.fsync(self.fd)
 
     def start(self, attempt: int, **facts: Any) -> None:
         """Journal attempt `attempt` as under way (before it starts)."""

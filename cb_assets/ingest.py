@@ -47,17 +47,12 @@ def ingest_tree(logs_root: Path, experiment: str, db_path: Path) -> tuple[int, l
             parts = list(pool.map(_parse, [logs_root] * workers, chunks))
     frame = pd.concat([f for f, _ in parts], ignore_index=True)  # noqa: F841  (DuckDB reads it)
     problems = [p for _, found_problems in parts for p in found_problems]
-    with duckdb_access.connect(db_path) as conn:
-        conn.begin()
-        exists = conn.execute(
-            "select 1 from information_schema.tables where table_name = 'run_results'"
-        ).fetchone()
-        if exists:
+    with duckdb_access.connect(db_path) as conn, duckdb_access.transaction(conn):
+        if duckdb_access.table_exists(conn, "run_results"):
             conn.execute(
                 "delete from run_results where (pair, setting) in (select pair, setting from frame)"
             )
             conn.execute("insert into run_results by name select * from frame")
         else:
             conn.execute("create table run_results as select * from frame")
-        conn.commit()
     return len(frame), problems

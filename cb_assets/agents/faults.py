@@ -7,6 +7,8 @@ Each pair-run draws one fault from `CB_FLAKY_RATES` (e.g.
 - crash:     the first attempt kills the cooperbench process outright (no result.json)
 - permanent: every attempt fails with a connection reset
 - agent:     the agent gives up on its own merits (not an infrastructure failure)
+- auth:      every attempt fails like a provider refusing the API key (HTTP 401), quoting
+             the key as providers do: a configuration error that must stop the experiment
 Attempts are counted in `<logs>/_faults/`, outside upstream's tree.
 """
 
@@ -14,7 +16,7 @@ import hashlib
 import os
 from pathlib import Path
 
-FAULTS = ("transient", "crash", "permanent", "agent")
+FAULTS = ("transient", "crash", "permanent", "agent", "auth")
 FAULT_COST = 0.05  # what a failed attempt "spent", so failed-attempt spend is measurable
 
 MESSAGES = {
@@ -69,4 +71,10 @@ def inject_fault(log_dir: Path, agent_id: str) -> str | None:
         return None
     if fault == "crash":
         os._exit(137)
+    if fault == "auth":
+        key = os.environ.get("COHERE_API_KEY", "sk-not-set-0000")
+        return (
+            "litellm.AuthenticationError: Error code: 401 - {'message': "
+            f"'Incorrect API key provided: {key}. (injected)'}}"
+        )
     return MESSAGES[fault]

@@ -28,4 +28,4 @@ def test_bad_rates_are_clear(text: str, message: str) -> None:
 
 def test_no_rates_no_faults() -> None:
     assert all(fault_for("0", f"k{i}", parse_rates("")) is None for i in range(100))
-    assert set(FAULTS) == {"transient", "crash", "permanent", "agent"}
+    assert set(FAULTS) == {"transient", "crash", "permanent", "agent", "auth"}

@@ -12,6 +12,7 @@ from cb_assets.defs.runs.resources import CooperBenchRunner
 from cb_assets.evals import eval_row, rows_to_frame
 from cb_assets.failures import INFRA_ERROR, classify_text
 from cb_assets.results import ResultFileError
+from cb_assets.secrets import scrub
 from cb_assets.settings import UnknownSettingError, get_setting
 
 
@@ -54,11 +55,11 @@ def eval_results(
                 tail = launched.log_tail(20_000)
                 hit = classify_text(tail, patterns)
                 last = next((line for line in reversed(tail.splitlines()) if line.strip()), "")
+                rule = hit.name if hit else "runner-crash"
                 raise _infra(
                     context,
                     f"cooperbench eval exited with {launched.exit_code} for {pair.key} "
-                    f"({setting.name}) [{hit.name if hit else 'runner-crash'}]: {last[-400:]}; "
-                    f"log: {log}",
+                    f"({setting.name}) [{rule}]: {scrub(last[-400:])}; log: {log}",
                 )
         row = eval_row(pair_dir, pair, setting, ran=ran, patterns=patterns, logs_root=logs_root)
     except (ResultFileError, PairKeyError, UnknownSettingError) as exc:

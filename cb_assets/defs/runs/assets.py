@@ -7,7 +7,7 @@ import dagster as dg
 import duckdb
 import pandas as pd
 
-from cb_assets import attempts, claims, duckdb_access
+from cb_assets import attempts, claims, duckdb_access, preflight
 from cb_assets.backfill import RUN_RESULTS, materialized_by_run
 from cb_assets.dataset import Pair, PairKeyError, parse_pair_key
 from cb_assets.defs.benchmark.assets import benchmark_pairs
@@ -15,6 +15,7 @@ from cb_assets.defs.images.partitions import task_key
 from cb_assets.defs.policies import (
     INFRA_RETRY,
     MAX_ATTEMPTS,
+    config_failure,
     give_up_or_retry,
     is_last_attempt,
 )
@@ -23,7 +24,15 @@ from cb_assets.defs.runs.partitions import run_partitions
 from cb_assets.defs.runs.resources import CooperBenchRunner, RedisUnavailableError
 from cb_assets.defs.storage.resources import PlatformDuckDB
 from cb_assets.duckdb_access import replace_rows
-from cb_assets.failures import INFRA_ERROR, Pattern, Verdict, classify
+from cb_assets.failures import (
+    CONFIG_ERROR_PREFIX,
+    INFRA_ERROR,
+    Pattern,
+    Verdict,
+    classify,
+    config_error_cause,
+)
+from cb_assets.result_scan import QUARANTINE_DIR, quarantine_non_regular
 from cb_assets.results import (
     ResultFileError,
     agent_blocks,
@@ -162,6 +171,10 @@ def _attempt(
     started = attempts.now()
     process_log = attempts.process_log(logs_root, pair_dir, "process", number)
     exit_code, timed_out, log_text, result = None, False, "", None
+    # upstream reads every result.json of the run when it totals it: a FIFO there would
+    # hang it, a directory break it
+    for moved in quarantine_non_regular(pair_dir.parents[3], logs_root / QUARANTINE_DIR):
+        context.log.warning(f"moved {moved}, not a regular file, to {logs_root / QUARANTINE_DIR}")
     try:
         if setting.messaging:
             runner.check_redis()
@@ -207,7 +220,11 @@ def _attempt(
         log_excerpt=log_text[-2000:],
     )
     failure = None
-    if verdict.retryable:
+    if verdict.stops_experiment:
+        failure = config_failure(
+            verdict, metadata={"process_log": dg.MetadataValue.path(str(process_log))}
+        )
+    elif verdict.retryable:
         summary = f"infra_error on attempt {number} of {pair.key} ({setting.name}): " + (
             f"{verdict.rule}: {row['detail']}"
         )
@@ -305,7 +322,8 @@ def _claimed(
             exit_code=None, timed_out=False, log_text="", result=existing, patterns=patterns
         )
     )
-    ran = force or verdict is None or verdict.retryable
+    # an earlier infrastructure or configuration failure is no result: run it (again)
+    ran = force or verdict is None or not verdict.is_result
     attempt = None
     number = max(held.last_attempt, known.last_attempts.get(key, 0)) + 1
     if ran:
@@ -442,6 +460,11 @@ def run_results(
     """
     tag_current_process(context)
     db_path = duckdb.path
+    problem = preflight.agent_problem(runner.agent) or preflight.patterns_problem(
+        runner.failure_patterns_file
+    )
+    if problem:  # every pair-run would fail the same way: run none
+        raise dg.Failure(description=f"{CONFIG_ERROR_PREFIX} {problem}", allow_retries=False)
     patterns = runner.failure_patterns()
     keys = list(context.partition_keys)
     # a retry of the step reruns only what the earlier attempts did not record
@@ -458,13 +481,18 @@ def run_results(
         context.log.info(f"{len(todo)} pair-run(s) with {runner.agent}, one after another: {span}")
     failures: dict[str, Exception] = {}
     recorded: dict[str, dict] = {}
-    for key in todo:
+    for i, key in enumerate(todo):
         try:
             recorded[key] = _materialize_partition(
                 context, runner, db_path, key, config.force, patterns, known
             )
         except (InfrastructureFailure, dg.Failure) as exc:
             failures[key] = exc
+            cause = config_error_cause(str(getattr(exc, "description", None) or exc))
+            if cause:  # the rest would fail the same way: stop here
+                for rest in todo[i + 1 :]:
+                    failures[rest] = dg.Failure(f"{cause} (not run: stopped after {key})")
+                break
             continue
         if len(keys) > 1:
             context.log_event(

@@ -4,6 +4,7 @@ import contextlib
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -266,3 +267,49 @@ def test_canary_api_key_is_recorded_nowhere(platform, monkeypatch) -> None:
         assert canary not in json.dumps(run.run_config) + json.dumps(dict(run.tags))
         for record in platform.instance.all_logs(run.run_id):
             assert canary not in str(record)
+
+
+def test_a_refused_api_key_stops_the_batch_is_scrubbed_and_reruns_once_fixed(
+    platform, monkeypatch
+) -> None:
+    """A 401 quoting the key: the first partition is a config_error (not an agent_error, not
+    retried), the rest of the batch is not run, the key is stored nowhere, and once the
+    key is fixed the same partition runs again instead of ingesting the refused result."""
+    canary = "sk-canary-41c0ffee99887766"
+    monkeypatch.setenv("COHERE_API_KEY", canary)
+    monkeypatch.setenv("CB_AGENT", "flaky")
+    monkeypatch.setenv("CB_FLAKY_RATES", "auth=1")
+    pairs = pairs_of(platform)
+    first, last = key(pairs[0], "solo"), key(pairs[-1], "solo")
+    result = platform.materialize(["run_results"], partition_range=(first, last))
+    assert not result.success
+    assert not any(e.event_type_value == "STEP_UP_FOR_RETRY" for e in result.all_events)
+    [failure] = [e for e in result.all_events if e.is_step_failure]
+    reasons = failure.event_specific_data.user_failure_data.metadata["failed_partitions"].value
+    assert reasons[first].startswith("config_error: llm-auth")
+    assert reasons[last].endswith(f"(not run: stopped after {first})")
+    assert platform.query("select partition, classification, rule, final from run_attempts") == [
+        (first, "config_error", "llm-auth", True)
+    ]
+    assert canary not in str(platform.query("select * from run_attempts"))
+    [(detail,)] = platform.query("select detail from run_attempts")
+    assert "Incorrect API key provided: ***" in detail
+
+    monkeypatch.setenv("CB_FLAKY_RATES", "")
+    again = platform.materialize(["run_results"], first, raise_on_error=True)
+    assert run_results_meta(again)["ran"] is True
+    assert platform.query("select classification from run_results") == [("submitted",)]
+
+
+def test_a_fifo_result_elsewhere_in_the_run_is_moved_aside_not_hung_on(platform) -> None:
+    """Upstream totals a run by reading every result.json in it: a FIFO among them would
+    hang every pair-run of that run name. It is moved to `_quarantine` before the launch."""
+    pairs = pairs_of(platform)
+    hostile = pair_dir(platform, pairs[1], "solo") / "result.json"
+    hostile.parent.mkdir(parents=True)
+    os.mkfifo(hostile)
+    result = platform.materialize(["run_results"], key(pairs[0], "solo"), raise_on_error=True)
+    assert run_results_meta(result)["classification"] == "submitted"
+    assert not os.path.lexists(hostile)
+    [moved] = [p for p in (platform.logs_dir / "_quarantine").rglob("result.json*")]
+    assert stat.S_ISFIFO(moved.lstat().st_mode)
