@@ -122,15 +122,23 @@ def last_attempts(conn: duckdb.DuckDBPyConnection, partitions: list[str]) -> dic
     return {partition: int(last) for partition, last in rows}
 
 
-def append(conn: duckdb.DuckDBPyConnection, row: dict[str, Any]) -> None:
+def append(conn: duckdb.DuckDBPyConnection, row: dict[str, Any], if_absent: bool = False) -> None:
+    """Append one attempt; with `if_absent`, only if its partition and number are not there."""
     missing = set(COLUMNS) - set(row)
     if missing:
         raise ValueError(f"run_attempts row lacks {sorted(missing)}")
     conn.execute(RUN_ATTEMPTS_DDL)
+    values = [row[c] for c in COLUMNS]
+    unless = ""
+    if if_absent:
+        unless = (
+            " where not exists (select 1 from run_attempts where partition = ? and attempt = ?)"
+        )
+        values += [row["partition"], row["attempt"]]
     conn.execute(
-        f"insert into run_attempts ({', '.join(COLUMNS)}) values "
-        f"({', '.join('?' for _ in COLUMNS)})",
-        [row[c] for c in COLUMNS],
+        f"insert into run_attempts ({', '.join(COLUMNS)}) "
+        f"select {', '.join('?' for _ in COLUMNS)}{unless}",
+        values,
     )
 
 

@@ -15,14 +15,13 @@ also the partition's attempt journal:
 import fcntl
 import json
 import os
-import random
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cb_assets import file_locks
 from cb_assets.attempts import ATTEMPTS_DIR
 
 CLAIMS_DIR = "claims"
@@ -43,9 +42,11 @@ class Claim:
 
     def _write(self) -> None:
         data = json.dumps({"last_attempt": self.last_attempt, "running": self.running}).encode()
-        # no fsync: the journal must outlive its process, not the machine
-        os.ftruncate(self.fd, 0)
+        # Write, then cut what is left of a longer earlier journal: a kill or a full disk in
+        # between leaves the new journal followed by stale bytes, which `_read` ignores,
+        # never an empty one. No fsync: it must outlive its process, not the machine.
         os.pwrite(self.fd, data, 0)
+        os.ftruncate(self.fd, len(data))
 
     def start(self, attempt: int, **facts: Any) -> None:
         """Journal attempt `attempt` as under way (before it starts)."""
@@ -65,24 +66,27 @@ def claim_path(logs_root: Path, partition: str) -> Path:
     return logs_root / ATTEMPTS_DIR / CLAIMS_DIR / f"{partition}.json"
 
 
-def _read(fd: int, path: Path) -> tuple[int, dict[str, Any] | None]:
-    raw = os.pread(fd, 1 << 16, 0)
-    if not raw.strip():
+def _read(fd: int) -> tuple[int, dict[str, Any] | None]:
+    raw = os.pread(fd, 1 << 16, 0).decode("utf-8", "replace").strip()
+    if not raw:
         return 0, None
     try:
-        data = json.loads(raw)
-        return int(data.get("last_attempt") or 0), data.get("running") or None
+        data, _ = json.JSONDecoder().raw_decode(raw)  # stale bytes may follow: see _write
+        last = int(data.get("last_attempt") or 0)
+        running = data.get("running") or None
+        if running is not None and not isinstance(running.get("attempt"), int):
+            raise ValueError("running attempt without a number")
+        return last, running
     except (ValueError, TypeError, AttributeError):
-        # a journal torn by a full disk: its numbers are also in run_attempts
+        # a journal torn some other way: attempt numbers are also in run_attempts
         return 0, None
 
 
-def _holder(path: Path) -> str:
-    try:
-        running = json.loads(path.read_bytes()).get("running") or {}
-    except (OSError, ValueError, AttributeError):
-        return ""
-    facts = ", ".join(f"{k} {running[k]}" for k in ("pid", "dagster_run_id") if k in running)
+def _holder(fd: int) -> str:
+    _, running = _read(fd)
+    facts = ", ".join(
+        f"{k} {running[k]}" for k in ("pid", "dagster_run_id") if k in (running or {})
+    )
     return f" ({facts})" if facts else ""
 
 
@@ -99,24 +103,17 @@ def claim(
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
-        deadline = time.monotonic() + wait_seconds
-        told, delay = False, 0.01
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise PartitionBusyError(
-                        f"{partition} is being run by another process{_holder(path)}; "
-                        f"gave up waiting after {wait_seconds:.0f}s"
-                    ) from None
-                if not told and on_wait is not None:
-                    on_wait(f"{partition} is being run by another process{_holder(path)}; waiting")
-                    told = True
-                time.sleep(delay * random.uniform(0.5, 1.5))
-                delay = min(delay * 1.5, 1.0)
-        last, running = _read(fd, path)
+
+        def tell() -> None:
+            if on_wait is not None:
+                on_wait(f"{partition} is being run by another process{_holder(fd)}; waiting")
+
+        if not file_locks.acquire(fd, fcntl.LOCK_EX, wait_seconds, max_delay=1.0, on_wait=tell):
+            raise PartitionBusyError(
+                f"{partition} is being run by another process{_holder(fd)}; "
+                f"gave up waiting after {wait_seconds:.0f}s"
+            )
+        last, running = _read(fd)
         yield Claim(path, fd, last, running)
     finally:
         os.close(fd)

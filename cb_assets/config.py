@@ -159,6 +159,49 @@ def report_refresh_seconds() -> int:
     return int(_seconds("CB_REPORT_REFRESH_SECONDS", 120, whole=True, positive=True))
 
 
+def forkserver_socket() -> Path | None:
+    """An explicit fork-server socket path (its folder must be private), or None."""
+    value = _value("CB_FORKSERVER_SOCKET")
+    return Path(value) if value else None
+
+
+def code_image() -> str:
+    """The image run workers start from in the scale-out profile."""
+    return _value("CB_CODE_IMAGE") or "cb-assets:latest"
+
+
+def run_network() -> str | None:
+    """The Docker network run workers join in the scale-out profile."""
+    return _value("CB_RUN_NETWORK")
+
+
+# ------------------------------------- read inside the cooperbench child (offline agents)
+
+
+def child_dataset_dir() -> str:
+    """The dataset the runner handed the child; upstream's own default otherwise."""
+    return _value("CB_DATASET_DIR") or "dataset"
+
+
+def flaky_rates() -> str:
+    """`flaky` agent: fault rates, e.g. `transient=0.3,permanent=0.1`."""
+    return os.environ.get("CB_FLAKY_RATES", "")
+
+
+def flaky_seed() -> str:
+    return os.environ.get("CB_FLAKY_SEED", "0")
+
+
+def oracle_partner_wait_seconds() -> float:
+    """How long an offline agent waits for its coop partner's note."""
+    return _seconds("CB_ORACLE_PARTNER_WAIT", 30.0, whole=False, positive=True)
+
+
+def offline_agent_delay_seconds() -> float:
+    """How long offline agents sleep before submitting (kill and timeout tests)."""
+    return _seconds("CB_OFFLINE_AGENT_DELAY", 0.0, whole=False, positive=False)
+
+
 # ---------------------------------------------------------------- the Dagster instance
 
 DAGSTER_HOME_UNDER_DATA = "dagster-home"

@@ -29,6 +29,8 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
+from cb_assets import file_locks
+
 LOCK_WAIT_SECONDS = 600.0
 LOCK_SUFFIX = ".lock"
 _held = threading.local()
@@ -73,20 +75,11 @@ def _file_lock(path: Path, read_only: bool, wait_seconds: float) -> Iterator[Non
     fd = _open_lock_file(lock, read_only)
     try:
         mode = fcntl.LOCK_SH if read_only else fcntl.LOCK_EX
-        deadline = time.monotonic() + wait_seconds
-        delay = 0.002
-        while True:
-            try:
-                fcntl.flock(fd, mode | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise StorageLockTimeout(
-                        f"waited {wait_seconds:.0f}s for the lock on {path} ({lock}) and "
-                        f"another process still holds it{_holder(fd)}; nothing was written"
-                    ) from None
-                time.sleep(delay * random.uniform(0.5, 1.5))
-                delay = min(delay * 1.5, 0.05)
+        if not file_locks.acquire(fd, mode, wait_seconds, max_delay=0.05):
+            raise StorageLockTimeout(
+                f"waited {wait_seconds:.0f}s for the lock on {path} ({lock}) and "
+                f"another process still holds it{_holder(fd)}; nothing was written"
+            )
         if not read_only:
             stamp = f"pid {os.getpid()} since {time.strftime('%H:%M:%S')}".encode()
             os.ftruncate(fd, 0)

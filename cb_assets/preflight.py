@@ -159,10 +159,33 @@ def problems() -> list[str]:
             found.append(str(exc))
     found += [
         p
-        for p in (agent_problem(config.agent()), patterns_problem(config.failure_patterns_file()))
+        for p in (
+            agent_problem(config.agent()),
+            patterns_problem(config.failure_patterns_file()),
+            forkserver_problem(),
+        )
         if p
     ]
     return found
+
+
+def forkserver_problem() -> str | None:
+    """A fork server directory someone else made (or opened up) would turn every pair-run
+    into a retried launcher failure: say so before anything runs."""
+    from cb_assets.runner.forkserver.client import socket_path_for
+    from cb_assets.runner.forkserver.private import check_private_dir
+    from cb_assets.runner.launch import LaunchError
+
+    try:
+        if config.launcher() != "forkserver":
+            return None
+        check_private_dir(socket_path_for(config.logs_dir()).parent)
+    except (FileNotFoundError, config.ConfigError):
+        return None  # made, privately, when the first server starts; a bad launcher is
+        # reported on its own
+    except LaunchError as exc:
+        return str(exc)
+    return None
 
 
 def check() -> None:

@@ -52,6 +52,10 @@ class ResultFileError(ValueError):
     """A result or conversation file that cannot be read as upstream writes it."""
 
     def __init__(self, path: Path, problem: str) -> None:
+        # a problem quotes the file's values: keep it short and free of secrets
+        problem = scrub(problem)
+        if len(problem) > 600:
+            problem = problem[:600] + "…"
         super().__init__(_printable(f"{path}: {problem}"))
         self.path = path
 

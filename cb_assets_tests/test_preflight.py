@@ -124,3 +124,17 @@ def test_every_problem_is_reported_at_once(monkeypatch) -> None:
     monkeypatch.setenv("CB_AGENT", "nope")
     found = preflight.problems()
     assert [p.split("=")[0] for p in found] == ["CB_LAUNCHER", "CB_RETRY_DELAY_SECONDS", "CB_AGENT"]
+
+
+def test_a_fork_server_directory_others_can_use_is_a_preflight_problem(
+    tmp_path, monkeypatch
+) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o777)
+    shared.chmod(0o777)
+    monkeypatch.setenv("CB_LAUNCHER", "forkserver")
+    monkeypatch.setenv("CB_FORKSERVER_SOCKET", str(shared / "fork.sock"))
+    problem = preflight.forkserver_problem()
+    assert problem is not None and str(shared) in problem and "0o777" in problem
+    shared.chmod(0o700)
+    assert preflight.forkserver_problem() is None

@@ -16,6 +16,8 @@ import hashlib
 import os
 from pathlib import Path
 
+from cb_assets import config
+
 FAULTS = ("transient", "crash", "permanent", "agent", "auth")
 FAULT_COST = 0.05  # what a failed attempt "spent", so failed-attempt spend is measurable
 
@@ -61,9 +63,9 @@ def _count_attempt(log_dir: Path, agent_id: str) -> int:
 
 def inject_fault(log_dir: Path, agent_id: str) -> str | None:
     """The error this attempt ends with, or None; a `crash` never returns."""
-    rates = parse_rates(os.environ.get("CB_FLAKY_RATES", ""))
+    rates = parse_rates(config.flaky_rates())
     run_key = "/".join(log_dir.parts[-5:])  # run_name/setting/repo/task/pair
-    fault = fault_for(os.environ.get("CB_FLAKY_SEED", "0"), run_key, rates)
+    fault = fault_for(config.flaky_seed(), run_key, rates)
     if fault is None:
         return None
     attempt = _count_attempt(log_dir, agent_id)

@@ -7,7 +7,6 @@ its patch touches — so coop-comm has a real conversation. `noop` submits nothi
 None needs Docker or an LLM, which makes them the harness self-check.
 """
 
-import os
 import re
 import time
 from pathlib import Path
@@ -16,10 +15,11 @@ from typing import Any
 from cooperbench.agents import AgentResult
 from cooperbench.agents.registry import register
 
+from cb_assets import config
 from cb_assets.dataset import gold_patch
 
 DATASET_ENV = "CB_DATASET_DIR"
-PARTNER_WAIT_SECONDS = float(os.environ.get("CB_ORACLE_PARTNER_WAIT", "30"))
+PARTNER_WAIT_SECONDS = config.oracle_partner_wait_seconds()
 _FEATURES_DIR = re.compile(r"^f(\d+)_f(\d+)$")
 
 
@@ -35,7 +35,7 @@ def _pair_from_log_dir(log_dir: str | None) -> tuple[str, int, list[int]]:
 
 
 def _dataset_dir() -> str:
-    return os.environ.get(DATASET_ENV) or "dataset"
+    return config.child_dataset_dir()
 
 
 def touched_files(patch: str) -> list[str]:
@@ -100,7 +100,7 @@ class OracleRunner:
         else:
             mine = [features[(agents or [agent_id]).index(agent_id)]]
         patch = "".join(gold_patch(_dataset_dir(), repo, task_id, f) for f in mine)
-        time.sleep(float(os.environ.get("CB_OFFLINE_AGENT_DELAY", "0")))  # for kill/timeout tests
+        time.sleep(config.offline_agent_delay_seconds())  # for kill/timeout tests
         sent, history = [], []
         if messaging_enabled and comm_url and agents and len(agents) > 1:
             sent, history = _exchange_messages(agent_id, agents, comm_url, patch)

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-LAUNCHERS = ("forkserver", "subprocess")
+from cb_assets import config
 
 
 class LaunchError(RuntimeError):
@@ -34,7 +34,11 @@ class LaunchResult:
             text = self.log_path.read_text(encoding="utf-8", errors="replace")
         except FileNotFoundError:
             return ""
-        return text[-max_chars:]
+        if len(text) <= max_chars:
+            return text
+        # start at a line: a cut through a secret would leave a tail no scrubber recognises
+        tail = text[-max_chars:]
+        return tail.partition("\n")[2] or tail
 
 
 def signal_name(exit_code: int) -> str | None:
@@ -59,7 +63,8 @@ def run_in_subprocess(
     argv: list[str], env: Mapping[str, str], log_path: Path, timeout: float
 ) -> LaunchResult:
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "wb") as log:
+    # 0600: providers echo keys into error messages, and these logs keep them verbatim
+    with open(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "cb_assets.agents.cli", *argv],
             stdin=subprocess.DEVNULL,
@@ -94,4 +99,6 @@ def launch(
         from cb_assets.runner.forkserver import run_via_forkserver
 
         return run_via_forkserver(socket_path, argv, env, log_path, timeout)
-    raise LaunchError(f"unknown launcher {launcher!r}: expected one of {', '.join(LAUNCHERS)}")
+    raise LaunchError(
+        f"unknown launcher {launcher!r}: expected one of {', '.join(config.LAUNCHERS)}"
+    )

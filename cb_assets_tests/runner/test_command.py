@@ -173,3 +173,15 @@ def test_a_launched_pair_run_shows_no_redis_password_in_proc_cmdline(
     finally:
         redis_proc.terminate()
         redis_proc.wait(timeout=10)
+
+
+def test_a_log_tail_never_starts_inside_a_line(tmp_path) -> None:
+    """A cut through a key would leave a tail no scrubber recognises: tails start at a line."""
+    from cb_assets.runner.launch import LaunchResult
+    from cb_assets.secrets import scrub
+
+    log = tmp_path / "run.log"
+    key = "sk-canary-0123456789abcdef"
+    log.write_text("x" * 5000 + f"\nIncorrect API key provided: {key}\n" + "y" * 10 + "\n")
+    tail = LaunchResult(1, log).log_tail(max_chars=28)  # the cut falls inside the key
+    assert "0123456789" not in scrub(tail, {"COHERE_API_KEY": key})

@@ -59,7 +59,7 @@ def eval_results(
                 raise _infra(
                     context,
                     f"cooperbench eval exited with {launched.exit_code} for {pair.key} "
-                    f"({setting.name}) [{rule}]: {scrub(last[-400:])}; log: {log}",
+                    f"({setting.name}) [{rule}]: {scrub(last)[-400:]}; log: {log}",
                 )
         row = eval_row(pair_dir, pair, setting, ran=ran, patterns=patterns, logs_root=logs_root)
     except (ResultFileError, PairKeyError, UnknownSettingError) as exc:

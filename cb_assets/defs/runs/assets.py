@@ -108,7 +108,8 @@ def _attempt_row(
         "rule": verdict.rule,
         **facts,
         "detail": scrub(verdict.detail, os.environ),
-        "log_excerpt": scrub(facts.get("log_excerpt") or "", os.environ),
+        # scrubbed before it is cut, so no cut leaves part of a secret behind
+        "log_excerpt": scrub(facts.get("log_excerpt") or "", os.environ)[-2000:],
     }
 
 
@@ -171,10 +172,6 @@ def _attempt(
     started = attempts.now()
     process_log = attempts.process_log(logs_root, pair_dir, "process", number)
     exit_code, timed_out, log_text, result = None, False, "", None
-    # upstream reads every result.json of the run when it totals it: a FIFO there would
-    # hang it, a directory break it
-    for moved in quarantine_non_regular(pair_dir.parents[3], logs_root / QUARANTINE_DIR):
-        context.log.warning(f"moved {moved}, not a regular file, to {logs_root / QUARANTINE_DIR}")
     try:
         if setting.messaging:
             runner.check_redis()
@@ -217,7 +214,7 @@ def _attempt(
         input_tokens=tokens_in,
         output_tokens=tokens_out,
         log_dir=str(pair_dir),
-        log_excerpt=log_text[-2000:],
+        log_excerpt=log_text,
     )
     failure = None
     if verdict.stops_experiment:
@@ -282,7 +279,8 @@ def _materialize_partition(
         with claims.claim(
             Path(runner.logs_dir),
             key,
-            wait_seconds=runner.timeout_seconds,
+            # the holder's pair-run, then its wait for the DuckDB lock
+            wait_seconds=runner.timeout_seconds + duckdb_access.LOCK_WAIT_SECONDS + 60,
             on_wait=context.log.info,
         ) as held:
             return _claimed(context, runner, db_path, partition, force, patterns, known, held)
@@ -308,13 +306,21 @@ def _claimed(
         partition.pair_dir,
     )
     result_file = pair_dir / "result.json"
+    torn = False
+    interrupted = None
+    if held.running is not None:  # its process died: record that attempt first, on its own
+        try:
+            left = _read_existing(result_file, logs_root)
+        except ResultFileError:
+            left, torn = None, True  # half-written by the dying attempt: no result
+        row = _interrupted_row(key, pair, setting, held.running, left, patterns)
+        _record(db_path, partition, [row], None, if_absent=True)
+        interrupted = held.running["attempt"]
+        held.finish()
     try:
-        existing = _read_existing(result_file, logs_root)
+        existing = None if torn else _read_existing(result_file, logs_root)
     except ResultFileError as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from None
-    attempt_rows = []
-    if held.running is not None:
-        attempt_rows.append(_interrupted_row(key, pair, setting, held.running, existing, patterns))
     verdict = (
         None
         if existing is None
@@ -327,7 +333,7 @@ def _claimed(
     attempt = None
     number = max(held.last_attempt, known.last_attempts.get(key, 0)) + 1
     if ran:
-        interrupted = held.running["attempt"] if held.running else None
+        _quarantine(context, logs_root, pair_dir)
         attempts.move_aside(logs_root, pair_dir, default_name=interrupted)
         held.start(
             number,
@@ -338,7 +344,6 @@ def _claimed(
             log_dir=str(pair_dir),
         )
         attempt = _attempt(context, runner, key, number, pair, setting, force, patterns)
-        attempt_rows.append(attempt.row)
     failure, frame = attempt.failure if attempt else None, None
     if failure is None:
         verdict = attempt.verdict if attempt else verdict
@@ -359,7 +364,7 @@ def _claimed(
             )
         except ResultFileError as exc:
             failure = dg.Failure(description=str(exc), allow_retries=False)
-    _record(db_path, partition, attempt_rows, frame)
+    _record(db_path, partition, [attempt.row] if attempt else [], frame)
     if held.running is not None:
         held.finish()
     if failure is not None:
@@ -378,17 +383,34 @@ def _claimed(
     }
 
 
+def _quarantine(context: dg.AssetExecutionContext, logs_root: Path, pair_dir: Path) -> None:
+    """Upstream reads every result.json of a run when it totals it: a FIFO there would hang
+    the run, a directory break it. Move such entries of this pair's run aside first."""
+    aside = logs_root / QUARANTINE_DIR
+    try:
+        for moved in quarantine_non_regular(pair_dir.parents[3], aside):
+            context.log.warning(f"moved {moved}, not a regular file, to {aside}")
+    except (ResultFileError, OSError) as exc:
+        context.log.warning(f"could not check {pair_dir.parents[3]} for non-regular files: {exc}")
+
+
 def _record(
-    db_path: Path, partition: _Partition, attempt_rows: list[dict], frame: pd.DataFrame | None
+    db_path: Path,
+    partition: _Partition,
+    attempt_rows: list[dict],
+    frame: pd.DataFrame | None,
+    *,
+    if_absent: bool = False,
 ) -> None:
     """A partition's one DuckDB transaction: its attempt rows, then its rows in place of
     earlier ones. A failed write (a full disk, a lock held too long) commits nothing and
-    leaves the attempt in the claim journal, so the next run of the partition records it."""
+    leaves the attempt in the claim journal, so the next run of the partition records it.
+    `if_absent`: skip an attempt row already recorded (its process died after committing)."""
     where = {"pair": partition.pair.key, "setting": partition.setting.name}
     try:
         with duckdb_access.connect(db_path) as conn, duckdb_access.transaction(conn):
             for row in attempt_rows:
-                attempts.append(conn, row)
+                attempts.append(conn, row, if_absent=if_absent)
             if frame is not None:
                 replace_rows(conn, "run_results", where, frame)
     except (duckdb.Error, OSError) as exc:
@@ -421,7 +443,8 @@ def _batch_failure(failures: dict[str, Exception], total: int) -> Exception:
     reasons = {key: str(getattr(exc, "description", None) or exc) for key, exc in failures.items()}
     lines = "\n".join(f"{key}: {reason}" for key, reason in reasons.items())
     summary = f"{len(failures)} of {total} partitions failed"
-    if any(isinstance(exc, InfrastructureFailure) for exc in failures.values()):
+    stops = any(config_error_cause(reason) for reason in reasons.values())
+    if not stops and any(isinstance(exc, InfrastructureFailure) for exc in failures.values()):
         return InfrastructureFailure(f"{summary}; retrying those:\n{lines}")
     return dg.Failure(
         description=f"{summary}:\n{lines}",

@@ -1,8 +1,7 @@
-import os
-
 import dagster as dg
 from dagster_docker import docker_executor
 
+from cb_assets import config
 from cb_assets.defs.runs.assets import run_results
 
 # For the scale-out profile: each run_results step in a container of its own (the run
@@ -13,8 +12,8 @@ run_results_in_containers = dg.define_asset_job(
     selection=[run_results],
     executor_def=docker_executor.configured(
         {
-            "image": os.environ.get("CB_CODE_IMAGE", "cb-assets:latest"),
-            "networks": [n for n in [os.environ.get("CB_RUN_NETWORK")] if n],
+            "image": config.code_image(),
+            "networks": [n for n in [config.run_network()] if n],
             "env_vars": [
                 "CB_DATASET_DIR",
                 "CB_SUBSET",

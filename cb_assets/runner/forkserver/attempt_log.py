@@ -34,7 +34,8 @@ def open_attempt_log(root: str, log_path: str) -> int:
             dir_fd = fd
         flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
         try:
-            fd = os.open(parts[-1], flags, 0o644, dir_fd=dir_fd)
+            # 0600: providers echo keys into error messages, and the log keeps them verbatim
+            fd = os.open(parts[-1], flags, 0o600, dir_fd=dir_fd)
         except OSError as exc:
             why = _why_not(exc, parts[-1], dir_fd)
             raise Refused(f"cannot open log_path {log_path}: {why}") from None

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from cb_assets import config
 from cb_assets.runner.forkserver.code_fingerprint import fingerprint
 from cb_assets.runner.forkserver.private import (
     check_private_dir,
@@ -34,8 +35,9 @@ START_TIMEOUT = 180.0
 
 def socket_path_for(logs_dir: Path) -> Path:
     """The server's socket: `CB_FORKSERVER_SOCKET`, or one per logs root in `private_dir()`."""
-    if os.environ.get("CB_FORKSERVER_SOCKET"):
-        return Path(os.environ["CB_FORKSERVER_SOCKET"])
+    explicit = config.forkserver_socket()
+    if explicit is not None:
+        return explicit
     # Unix socket paths are capped at ~100 bytes, so name it by a hash of the logs root.
     digest = hashlib.sha256(str(logs_dir.resolve()).encode()).hexdigest()[:12]
     return private_dir() / f"{digest}.sock"

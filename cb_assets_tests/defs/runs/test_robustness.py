@@ -313,3 +313,28 @@ def test_a_fifo_result_elsewhere_in_the_run_is_moved_aside_not_hung_on(platform)
     assert not os.path.lexists(hostile)
     [moved] = [p for p in (platform.logs_dir / "_quarantine").rglob("result.json*")]
     assert stat.S_ISFIFO(moved.lstat().st_mode)
+
+
+def test_an_attempt_that_died_mid_write_is_recorded_and_its_torn_file_rerun(platform) -> None:
+    """What a worker killed while upstream wrote result.json leaves: the claim journal naming
+    its attempt, and a truncated file. The next run records that attempt (no result, so
+    attempt-interrupted) and runs the pair again instead of failing on the torn file."""
+    from cb_assets import claims
+
+    pair = pairs_of(platform)[0]
+    k = key(pair, "solo")
+    torn = pair_dir(platform, pair, "solo") / "result.json"
+    torn.parent.mkdir(parents=True)
+    torn.write_text('{"repo": "x", "agent": {"status": "Subm')
+    with claims.claim(platform.logs_dir, k, wait_seconds=1) as held:
+        held.start(1, pid=999999, dagster_run_id="gone", log_dir=str(torn.parent))
+    result = platform.materialize(["run_results"], k, raise_on_error=True)
+    assert run_results_meta(result)["ran"] is True
+    assert platform.query(
+        "select attempt, classification, rule, dagster_run_id from run_attempts order by attempt"
+    ) == [
+        (1, "infra_error", "attempt-interrupted", "gone"),
+        (2, "submitted", "agent-status-submitted", result.run_id),
+    ]
+    [kept] = (platform.logs_dir / "_attempts").rglob("1/result.json")
+    assert kept.read_text().endswith('"Subm')  # the torn file is kept as evidence
