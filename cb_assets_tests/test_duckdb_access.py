@@ -39,21 +39,27 @@ def opened(path):
             yield conn
 """
 
-WRITER_A = OPEN + """
+WRITER_A = (
+    OPEN
+    + """
 with opened(sys.argv[1]) as conn:
     conn.execute("insert into t values ('A')")
     print("inserted", flush=True)
     time.sleep(float(sys.argv[2]))
 print("closed", flush=True)
 """
+)
 
-WRITER_B = OPEN + """
+WRITER_B = (
+    OPEN
+    + """
 print(os.getpid(), flush=True)
 sys.stdin.readline()
 with opened(sys.argv[1]) as conn:
     conn.execute("insert into t values ('B')")
 print("closed", flush=True)
 """
+)
 
 
 def _two_writers(db: Path, opener: str) -> list[str]:
