@@ -60,8 +60,15 @@ def child_env(base: Mapping[str, str], passthrough: Mapping[str, str]) -> dict[s
 
 
 def run_in_subprocess(
-    argv: list[str], env: Mapping[str, str], log_path: Path, timeout: float
+    argv: list[str],
+    env: Mapping[str, str],
+    log_path: Path,
+    timeout: float,
+    hold_fds: tuple[int, ...] = (),
 ) -> LaunchResult:
+    """Run the wrapped CLI in a fresh process. `hold_fds` (a partition claim) are inherited
+    by it, so a lock on them lasts as long as the child does, even if this process is
+    killed and the child, in its own session, goes on."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     # 0600: providers echo keys into error messages, and these logs keep them verbatim
     with open(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as log:
@@ -72,6 +79,7 @@ def run_in_subprocess(
             stderr=subprocess.STDOUT,
             env=dict(env),
             start_new_session=True,
+            pass_fds=hold_fds,
         )
         try:
             code = proc.wait(timeout=timeout)
@@ -92,9 +100,12 @@ def launch(
     log_path: Path,
     timeout: float,
     socket_path: Path,
+    hold_fds: tuple[int, ...] = (),
 ) -> LaunchResult:
+    """Run one pair's CLI with `launcher`. A fork-server child dies with the connection of
+    the process that asked for it, so only a fresh process needs `hold_fds`."""
     if launcher == "subprocess":
-        return run_in_subprocess(argv, env, log_path, timeout)
+        return run_in_subprocess(argv, env, log_path, timeout, hold_fds)
     if launcher == "forkserver":
         from cb_assets.runner.forkserver import run_via_forkserver
 

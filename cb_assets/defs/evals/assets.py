@@ -1,19 +1,20 @@
+import os
 from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 
-from cb_assets import attempts
-from cb_assets.dataset import PairKeyError, parse_pair_key
+from cb_assets import attempts, claims
+from cb_assets.dataset import Pair, PairKeyError, parse_pair_key
 from cb_assets.defs.policies import INFRA_RETRY, MAX_ATTEMPTS, give_up_or_retry
 from cb_assets.defs.runs.assets import run_results
 from cb_assets.defs.runs.partitions import run_partitions
 from cb_assets.defs.runs.resources import CooperBenchRunner
 from cb_assets.evals import eval_row, rows_to_frame
-from cb_assets.failures import INFRA_ERROR, classify_text
+from cb_assets.failures import INFRA_ERROR, Pattern, classify_text
 from cb_assets.results import ResultFileError
 from cb_assets.secrets import scrub
-from cb_assets.settings import UnknownSettingError, get_setting
+from cb_assets.settings import Setting, UnknownSettingError, get_setting
 
 
 class EvalResultsConfig(dg.Config):
@@ -47,25 +48,27 @@ def eval_results(
                 "missing; materialize run_results first",
                 allow_retries=False,
             )
-        ran = config.force or not (pair_dir / "eval.json").exists()
-        if ran:
-            log = attempts.process_log(logs_root, pair_dir, "eval", context.retry_number + 1)
-            launched = runner.eval_pair(pair, setting.name, force=config.force, log_path=log)
-            if launched.exit_code != 0 or not (pair_dir / "eval.json").exists():
-                tail = launched.log_tail(20_000)
-                hit = classify_text(tail, patterns)
-                last = next((line for line in reversed(tail.splitlines()) if line.strip()), "")
-                rule = hit.name if hit else "runner-crash"
-                raise _infra(
-                    context,
-                    f"cooperbench eval exited with {launched.exit_code} for {pair.key} "
-                    f"({setting.name}) [{rule}]: {scrub(last)[-400:]}; log: {log}",
-                )
-        row = eval_row(pair_dir, pair, setting, ran=ran, patterns=patterns, logs_root=logs_root)
-    except (ResultFileError, PairKeyError, UnknownSettingError) as exc:
+        # one evaluation of a pair at a time, numbered across processes (its logs and set-
+        # aside eval.json files are named by that number, so none overwrites another)
+        with claims.claim(
+            logs_root,
+            f"{context.partition_key}|eval",
+            wait_seconds=runner.timeout_seconds + 60,
+            on_wait=context.log.info,
+        ) as held:
+            number = held.last_attempt + 1
+            ran = config.force or not (pair_dir / "eval.json").exists()
+            if ran:
+                held.start(number, pid=os.getpid(), dagster_run_id=context.run.run_id)
+                _run_eval(context, runner, pair, setting, config.force, patterns, number)
+            row = eval_row(pair_dir, pair, setting, ran=ran, patterns=patterns, logs_root=logs_root)
+            if row["classification"] == INFRA_ERROR:
+                (pair_dir / "eval.json").rename(pair_dir / f"eval.infra-{number}.json")
+            if held.running is not None:
+                held.finish()
+    except (ResultFileError, PairKeyError, UnknownSettingError, claims.PartitionBusyError) as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from None
     if row["classification"] == INFRA_ERROR:
-        (pair_dir / "eval.json").rename(pair_dir / f"eval.infra-{context.retry_number + 1}.json")
         raise _infra(
             context,
             f"evaluation of {pair.key} ({setting.name}) hit an "
@@ -75,6 +78,31 @@ def eval_results(
         {"ran": ran, "outcome": row["outcome"], "merge": row["merge_status"] or "n/a"}
     )
     return rows_to_frame([row])
+
+
+def _run_eval(
+    context: dg.AssetExecutionContext,
+    runner: CooperBenchRunner,
+    pair: Pair,
+    setting: Setting,
+    force: bool,
+    patterns: tuple[Pattern, ...],
+    number: int,
+) -> None:
+    """`cooperbench eval` for the pair; an exit without eval.json raises (an infra error)."""
+    pair_dir = runner.pair_dir(pair, setting.name)
+    log = attempts.process_log(Path(runner.logs_dir), pair_dir, "eval", number)
+    launched = runner.eval_pair(pair, setting.name, force=force, log_path=log)
+    if launched.exit_code != 0 or not (pair_dir / "eval.json").exists():
+        tail = launched.log_tail(20_000)
+        hit = classify_text(tail, patterns)
+        last = next((line for line in reversed(tail.splitlines()) if line.strip()), "")
+        rule = hit.name if hit else "runner-crash"
+        raise _infra(
+            context,
+            f"cooperbench eval exited with {launched.exit_code} for {pair.key} "
+            f"({setting.name}) [{rule}]: {scrub(last)[-400:]}; log: {log}",
+        )
 
 
 def _infra(context: dg.AssetExecutionContext, message: str) -> Exception:

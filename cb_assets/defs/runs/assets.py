@@ -165,8 +165,10 @@ def _attempt(
     setting: Setting,
     force: bool,
     patterns: tuple[Pattern, ...],
+    claim_fd: int,
 ) -> _Attempt:
-    """Run one attempt through upstream (the previous attempt's files already moved aside)."""
+    """Run one attempt through upstream (the previous attempt's files already moved aside),
+    the partition's claim (`claim_fd`) held for as long as the cooperbench process lives."""
     pair_dir = runner.pair_dir(pair, setting.name)
     logs_root = Path(runner.logs_dir)
     started = attempts.now()
@@ -175,7 +177,9 @@ def _attempt(
     try:
         if setting.messaging:
             runner.check_redis()
-        launched = runner.run_pair(pair, setting.name, force=force, log_path=process_log)
+        launched = runner.run_pair(
+            pair, setting.name, force=force, log_path=process_log, hold_fds=(claim_fd,)
+        )
         exit_code, timed_out, log_text = launched.exit_code, launched.timed_out, launched.log_tail()
         try:
             result = _read_existing(pair_dir / "result.json", logs_root)
@@ -343,7 +347,7 @@ def _claimed(
             started_at=attempts.now().isoformat(),
             log_dir=str(pair_dir),
         )
-        attempt = _attempt(context, runner, key, number, pair, setting, force, patterns)
+        attempt = _attempt(context, runner, key, number, pair, setting, force, patterns, held.fd)
     failure, frame = attempt.failure if attempt else None, None
     if failure is None:
         verdict = attempt.verdict if attempt else verdict

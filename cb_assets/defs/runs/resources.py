@@ -82,7 +82,16 @@ class CooperBenchRunner(dg.ConfigurableResource):
             self.fork_socket(),
         )
 
-    def run_pair(self, pair: Pair, setting: str, *, force: bool, log_path: Path) -> LaunchResult:
+    def run_pair(
+        self,
+        pair: Pair,
+        setting: str,
+        *,
+        force: bool,
+        log_path: Path,
+        hold_fds: tuple[int, ...] = (),
+    ) -> LaunchResult:
+        """Run one pair; `hold_fds` (its claim) live as long as the cooperbench process."""
         get_setting(setting)
         spec = self.spec()
         env = child_env(os.environ, {"CB_DATASET_DIR": str(self.dataset.root), **run_env(spec)})
@@ -93,6 +102,7 @@ class CooperBenchRunner(dg.ConfigurableResource):
             log_path,
             self.timeout_seconds,
             self.fork_socket(),
+            hold_fds,
         )
 
 

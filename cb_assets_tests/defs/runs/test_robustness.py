@@ -338,3 +338,39 @@ def test_an_attempt_that_died_mid_write_is_recorded_and_its_torn_file_rerun(plat
     ]
     [kept] = (platform.logs_dir / "_attempts").rglob("1/result.json")
     assert kept.read_text().endswith('"Subm')  # the torn file is kept as evidence
+
+
+def test_a_fresh_process_launch_keeps_the_claim_after_its_worker_is_killed(
+    make_platform, monkeypatch
+) -> None:
+    """With CB_LAUNCHER=subprocess the cooperbench process has its own session and outlives a
+    SIGKILLed worker; it inherits the partition's claim, so nobody starts the pair again while
+    it runs, and its result is then recorded as that attempt's and ingested."""
+    from cb_assets import claims
+
+    platform = make_platform(n_pairs=1, launcher="subprocess")
+    assert platform.materialize(["benchmark_pairs"]).success
+    [pair] = platform.instance.get_dynamic_partitions("pairs")
+    k = key(pair, "solo")
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(platform.root / "dagster"),
+        "CB_OFFLINE_AGENT_DELAY": "8",
+    }
+    proc = subprocess.Popen([sys.executable, "-c", MATERIALIZE_ONE, k], env=env)
+    logs = platform.logs_dir / "_attempts" / "process-logs"
+    deadline = time.monotonic() + 120
+    while not list(logs.rglob("*.1.log")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert list(logs.rglob("*.1.log")), "the pair-run never started"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    with pytest.raises(claims.PartitionBusyError):
+        with claims.claim(platform.logs_dir, k, wait_seconds=1):
+            pass  # the orphaned cooperbench process still holds it
+
+    again = platform.materialize(["run_results"], k, raise_on_error=True)  # waits for it
+    assert run_results_meta(again)["ran"] is False  # its result, ingested
+    assert platform.query("select attempt, classification, final from run_attempts") == [
+        (1, "submitted", True)
+    ]
