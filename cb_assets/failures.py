@@ -212,3 +212,10 @@ def classify(
     if statuses and statuses <= {"Submitted"}:
         return Verdict(SUBMITTED, "agent-status-submitted")
     return Verdict(AGENT_ERROR, "agent-status-other", f"statuses: {sorted(map(str, statuses))}")
+
+
+def classify_result(
+    result: dict[str, Any], patterns: tuple[Pattern, ...] = DEFAULT_PATTERNS
+) -> Verdict:
+    """The verdict of a result.json found on disk (ingested, not run here)."""
+    return classify(exit_code=None, timed_out=False, log_text="", result=result, patterns=patterns)

@@ -30,6 +30,7 @@ from cb_assets.failures import (
     Pattern,
     Verdict,
     classify,
+    classify_result,
     config_error_cause,
 )
 from cb_assets.result_scan import QUARANTINE_DIR, quarantine_non_regular
@@ -96,9 +97,17 @@ class _Attempt:
 
 
 def _attempt_row(
-    partition: str, pair: Pair, setting: Setting, number: int, verdict: Verdict, **facts
+    partition: str,
+    pair: Pair,
+    setting: Setting,
+    number: int,
+    verdict: Verdict,
+    result: dict | None,
+    **facts,
 ) -> dict:
-    """A run_attempts row; every stored string scrubbed of secrets."""
+    """A run_attempts row, its spend read from the attempt's `result`; every stored string
+    scrubbed of secrets."""
+    cost, tokens_in, tokens_out = attempts.spend(result)
     return {
         "partition": partition,
         "pair": pair.key,
@@ -106,6 +115,9 @@ def _attempt_row(
         "attempt": number,
         "classification": verdict.classification,
         "rule": verdict.rule,
+        "cost": cost,
+        "input_tokens": tokens_in,
+        "output_tokens": tokens_out,
         **facts,
         "detail": scrub(verdict.detail, os.environ),
         # scrubbed before it is cut, so no cut leaves part of a secret behind
@@ -131,16 +143,14 @@ def _interrupted_row(
             "ended before recording it",
         )
     else:
-        verdict = classify(
-            exit_code=None, timed_out=False, log_text="", result=result, patterns=patterns
-        )
-    cost, tokens_in, tokens_out = attempts.spend(result)
+        verdict = classify_result(result, patterns)
     return _attempt_row(
         partition,
         pair,
         setting,
         int(running["attempt"]),
         verdict,
+        result,
         dagster_run_id=running.get("dagster_run_id"),
         retry_number=running.get("retry_number"),
         started_at=attempts.parse_time(running.get("started_at")),
@@ -148,9 +158,6 @@ def _interrupted_row(
         final=not verdict.retryable,
         exit_code=None,
         timed_out=False,
-        cost=cost,
-        input_tokens=tokens_in,
-        output_tokens=tokens_out,
         log_dir=running.get("log_dir"),
         log_excerpt="",
     )
@@ -199,7 +206,6 @@ def _attempt(
         log_text = str(exc)
         verdict = Verdict(INFRA_ERROR, "runner-lost", str(exc))
     final = not verdict.retryable or is_last_attempt(context)
-    cost, tokens_in, tokens_out = attempts.spend(result)
     attempts.mark(pair_dir, number, context.run.run_id)
     row = _attempt_row(
         partition,
@@ -207,6 +213,7 @@ def _attempt(
         setting,
         number,
         verdict,
+        result,
         dagster_run_id=context.run.run_id,
         retry_number=context.retry_number,
         started_at=started,
@@ -214,9 +221,6 @@ def _attempt(
         final=final,
         exit_code=exit_code,
         timed_out=timed_out,
-        cost=cost,
-        input_tokens=tokens_in,
-        output_tokens=tokens_out,
         log_dir=str(pair_dir),
         log_excerpt=log_text,
     )
@@ -325,13 +329,7 @@ def _claimed(
         existing = None if torn else _read_existing(result_file, logs_root)
     except ResultFileError as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from None
-    verdict = (
-        None
-        if existing is None
-        else classify(
-            exit_code=None, timed_out=False, log_text="", result=existing, patterns=patterns
-        )
-    )
+    verdict = None if existing is None else classify_result(existing, patterns)
     # an earlier infrastructure or configuration failure is no result: run it (again)
     ran = force or verdict is None or not verdict.is_result
     attempt = None
