@@ -54,8 +54,8 @@ def become_child(
 ) -> NoReturn:
     """In the forked child: become the cooperbench process for one pair; never return.
     `close_server` closes the server's descriptors (its sockets, pipes and selector)."""
-    code = 1
-    try:
+
+    def body() -> int:
         if prctl is not None and prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0):
             raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG)")
         if os.getppid() != server_pid:
@@ -74,7 +74,17 @@ def become_child(
         os.close(log_fd)
         os.environ.clear()
         os.environ.update(request.env)
-        code = _run_cli(request.argv)
+        return _run_cli(request.argv)
+
+    exit_after(body)
+
+
+def exit_after(body: Callable[[], int]) -> NoReturn:
+    """In a forked process: run `body` and `_exit` with its code (1 if it raised, after
+    printing the traceback). A fork must never return or unwind into its parent's code."""
+    code = 1
+    try:
+        code = body()
     except BaseException:
         with contextlib.suppress(BaseException):
             traceback.print_exc()

@@ -15,7 +15,6 @@ import os
 import selectors
 import signal
 import socket
-import sys
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -23,7 +22,13 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from cb_assets.runner.forkserver.attempt_log import open_attempt_log
-from cb_assets.runner.forkserver.child import STOP_SIGNALS, become_child, fork, load_prctl
+from cb_assets.runner.forkserver.child import (
+    STOP_SIGNALS,
+    become_child,
+    exit_after,
+    fork,
+    load_prctl,
+)
 from cb_assets.runner.forkserver.private import peer_credentials
 from cb_assets.runner.forkserver.protocol import (
     MAX_LINE,
@@ -341,8 +346,8 @@ class Server:
 
     def _become_successor(self, root: str, listening: tuple[socket.socket, int]) -> NoReturn:
         """In the forked process: detach, drop this server's state, serve `root`."""
-        code = 1
-        try:
+
+        def body() -> int:
             os.setsid()
             if os.fork():
                 os._exit(0)  # the successor is a grandchild: no server waits for it
@@ -356,14 +361,9 @@ class Server:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # blocked by fork
             log(f"listening on {self.path} for runs under {root} (took over from {self.pid})")
             successor.run()
-            code = 0
-        except BaseException:
-            with contextlib.suppress(BaseException):
-                traceback.print_exc()
-        finally:
-            with contextlib.suppress(BaseException):
-                sys.stdout.flush()
-            os._exit(code)
+            return 0
+
+        exit_after(body)
 
     def _unlink_socket(self) -> None:
         with contextlib.suppress(OSError):
