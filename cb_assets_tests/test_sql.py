@@ -19,28 +19,29 @@ with duckdb_access.connect(Path(sys.argv[1])) as conn:
 """
 
 
-def test_sql_waits_for_a_writer_and_sees_its_committed_row(tmp_path: Path) -> None:
+def _writer_holding(tmp_path: Path, seconds: int) -> tuple[Path, subprocess.Popen]:
+    """A database of 5 rows, and a process that has inserted a sixth and holds the write
+    lock for `seconds`."""
     db = tmp_path / "platform.duckdb"
     with duckdb.connect(str(db)) as conn:
         conn.execute("create table t as select range as x from range(5)")
     holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD, str(db), "2"], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", HOLD, str(db), str(seconds)], stdout=subprocess.PIPE, text=True
     )
     assert holder.stdout.readline().strip() == "holding"
+    return db, holder
+
+
+def test_sql_waits_for_a_writer_and_sees_its_committed_row(tmp_path: Path) -> None:
+    db, holder = _writer_holding(tmp_path, 2)
     frame = query(db, "select count(*) as n from t")
     assert holder.wait(timeout=30) == 0
     assert frame["n"].iloc[0] == 6  # read after the writer closed, never a torn copy
 
 
 def test_sql_gives_up_on_a_lock_held_too_long_naming_it(tmp_path: Path) -> None:
-    db = tmp_path / "platform.duckdb"
-    with duckdb.connect(str(db)) as conn:
-        conn.execute("create table t as select range as x from range(5)")
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD, str(db), "60"], stdout=subprocess.PIPE, text=True
-    )
+    db, holder = _writer_holding(tmp_path, 60)
     try:
-        assert holder.stdout.readline().strip() == "holding"
         with pytest.raises(StorageLockTimeout, match="lock"):
             query(db, "select count(*) as n from t", lock_wait_seconds=1)
     finally:
