@@ -285,3 +285,24 @@ def quarantine_non_regular(run_dir: Path, quarantine_root: Path) -> list[Path]:
             elif entry.is_dir(follow_symlinks=False) and os.path.abspath(entry.path) != aside:
                 pending.append(entry.path)
     return sorted(moved)
+
+
+SKIPPED_KINDS = {
+    "not-regular": "result.json entries that are not regular files",
+    "non-canonical": "pair folders with non-canonical names",
+    "unreadable": "result.json entries that cannot be stat'ed",
+}
+
+
+def skipped_note(skipped: list[Skipped]) -> str:
+    """', 2 pair folders with non-canonical names skipped (e.g. '…/ 8587/f1_f2')', …"""
+    parts = []
+    for kind, what in SKIPPED_KINDS.items():
+        of_kind = [s for s in skipped if s.kind == kind]
+        if of_kind:
+            first = of_kind[0]
+            # repr: a folder name's control characters are shown escaped, never sent raw
+            parts.append(
+                f", {len(of_kind)} {what} skipped (e.g. {str(first.path)!r}: {first.problem})"
+            )
+    return "".join(parts)

@@ -8,7 +8,7 @@ from cb_assets.defs.runs.assets import run_results
 from cb_assets.defs.runs.liveness import fail_dead_runs
 from cb_assets.defs.runs.partitions import pair_partitions
 from cb_assets.defs.runs.resources import CooperBenchRunner
-from cb_assets.result_scan import Cursor, Skipped, scan
+from cb_assets.result_scan import Cursor, scan, skipped_note
 
 MAX_REQUESTS_PER_TICK = 100
 SETTLE_SECONDS = 2.0  # a result.json younger than this may still be being written
@@ -61,27 +61,6 @@ def new_results(context: dg.SensorEvaluationContext, runner: CooperBenchRunner):
     if not scanned.skipped:
         context.log.info(note)
     return dg.SensorResult(run_requests=requests)
-
-
-SKIPPED_KINDS = {
-    "not-regular": "result.json entries that are not regular files",
-    "non-canonical": "pair folders with non-canonical names",
-    "unreadable": "result.json entries that cannot be stat'ed",
-}
-
-
-def skipped_note(skipped: list[Skipped]) -> str:
-    """', 2 pair folders with non-canonical names skipped (e.g. '…/ 8587/f1_f2')', …"""
-    parts = []
-    for kind, what in SKIPPED_KINDS.items():
-        of_kind = [s for s in skipped if s.kind == kind]
-        if of_kind:
-            first = of_kind[0]
-            # repr: a folder name's control characters are shown escaped, never sent raw
-            parts.append(
-                f", {len(of_kind)} {what} skipped (e.g. {str(first.path)!r}: {first.problem})"
-            )
-    return "".join(parts)
 
 
 @dg.sensor(minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
