@@ -4,6 +4,12 @@ from dagster_docker import docker_executor
 from cb_assets import config
 from cb_assets.defs.runs.assets import run_results
 
+run_pairs = dg.define_asset_job(
+    "run_pairs",
+    selection=[run_results],
+    description="Run pairs through `cooperbench run` (a range of partitions per run)",
+)
+
 # For the scale-out profile: each run_results step in a container of its own (the run
 # container only orchestrates). Select this job in the launchpad or a backfill when steps
 # must be isolated from each other, e.g. agents that leave state on the host.

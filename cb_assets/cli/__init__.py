@@ -1,0 +1,120 @@
+"""`cb-assets`: the project's command line, a thin client of the code location.
+
+`cb-assets materialize` is the main job: it registers the subset's pairs, then submits
+runs of the code location in workspace.yaml — ranges of run_results partitions, then the
+manifest and the report — to the local persistent Dagster instance (DAGSTER_HOME = the
+project root, or `<CB_DATA_DIR>/dagster-home` when CB_DATA_DIR is set), and follows them
+through its event log, a line per partition. A running Dagster daemon (`scripts/dev`)
+launches them; without one, the command starts one for as long as it runs. Every run is
+an ordinary run of the code location: the UI shows and re-executes it.
+`cb-assets backfill` reruns exactly the partitions that failed or are missing.
+"""
+
+import argparse
+import sys
+
+from cb_assets import config
+from cb_assets.settings import SETTING_NAMES
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="cb-assets", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("materialize", help="run the experiment, then manifest and report")
+    run.add_argument(
+        "--pairs",
+        type=int,
+        default=0,
+        help="only the first N pairs of the subset (a smoke run); default: all",
+    )
+    run.add_argument(
+        "--images",
+        choices=("auto", "yes", "no"),
+        default="auto",
+        help="pull and probe the task images: auto (when a Docker engine answers; the "
+        "default), yes (fail without one) or no",
+    )
+    run.add_argument(
+        "--evals",
+        action="store_true",
+        help="also evaluate every pair-run (cooperbench eval, in the task images) and "
+        "compute the coordination deficit",
+    )
+
+    again = commands.add_parser("backfill", help="rerun failed and/or missing partitions")
+    again.add_argument(
+        "--failed",
+        action="store_true",
+        help="partitions whose latest run failed (infra_error included)",
+    )
+    again.add_argument(
+        "--missing", action="store_true", help="partitions never materialized (default: both kinds)"
+    )
+    again.add_argument(
+        "--here",
+        action="store_true",
+        help="run them now and follow them here (starting a daemon if none runs) "
+        "instead of submitting a Dagster backfill",
+    )
+    again.add_argument("--dry-run", action="store_true", help="only list the partitions")
+    for sub in (run, again):
+        sub.add_argument(
+            "--settings",
+            "--setting",
+            nargs="+",
+            choices=SETTING_NAMES,
+            help="only these settings (default: all three)",
+        )
+        sub.add_argument(
+            "--concurrency",
+            type=int,
+            default=4,
+            help="partitions materialized at once (default: 4)",
+        )
+    ask = commands.add_parser("sql", help="query the DuckDB file, safely while runs write")
+    ask.add_argument("query", help='SQL, e.g. "select * from pass_rate_by_setting"')
+    ask.add_argument("--csv", action="store_true", help="CSV instead of a table")
+    args = parser.parse_args(argv)
+    if args.command != "sql" and not _preflight():
+        sys.exit(2)
+    try:
+        code = _command(args.command)(args)
+    except config.ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        code = 2
+    sys.exit(code)
+
+
+def _preflight() -> bool:
+    """The configuration checked before anything starts: a line per problem; False if any."""
+    from cb_assets.preflight import problems
+
+    found = problems()
+    for problem in found:
+        print(f"error: {problem}", file=sys.stderr)
+    return not found
+
+
+def _command(name: str):
+    if name == "materialize":
+        from cb_assets.cli.materialize import materialize
+
+        return materialize
+    if name == "backfill":
+        from cb_assets.cli.backfill import backfill
+
+        return backfill
+    from cb_assets.cli.sql import sql
+
+    return sql
+
+
+def _preflight() -> bool:
+    """The configuration checked before anything starts: a line per problem; False if any."""
+    from cb_assets.preflight import problems
+
+    found = problems()
+    for problem in found:
+        print(f"error: {problem}", file=sys.stderr)
+    return not found

@@ -1,0 +1,3 @@
+from cb_assets.cli import main
+
+main()

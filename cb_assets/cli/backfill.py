@@ -1,0 +1,61 @@
+"""`cb-assets backfill`: rerun exactly the partitions that failed or are missing."""
+
+import argparse
+import time
+
+from cb_assets.backfill import partitions_needing_runs, submit_backfill
+from cb_assets.batches import partition_key
+from cb_assets.cli.launch import materialize_partitions
+from cb_assets.cli.materialize import finish
+from cb_assets.cli.project import open_project, stop_fork_server
+from cb_assets.settings import SETTING_NAMES
+
+
+def backfill(args: argparse.Namespace) -> int:
+    failed_too, missing_too = args.failed, args.missing
+    if not (failed_too or missing_too):
+        failed_too = missing_too = True
+    settings = args.settings or list(SETTING_NAMES)
+    try:
+        with open_project(settings, start_runners=args.here) as project:
+            if project is None:
+                return 2
+            keys = [partition_key(p, s) for p in project.pairs for s in settings]
+            chosen = partitions_needing_runs(
+                project.instance, keys, failed=failed_too, missing=missing_too
+            )
+            what = " and ".join(
+                w for w, on in (("failed", failed_too), ("missing", missing_too)) if on
+            )
+            if not chosen:
+                print(f"cb-assets: no {what} partitions among {len(keys)}; nothing to backfill")
+                return 0
+            for key, why in chosen.items():
+                print(f"  {why:7} {key}")
+            if args.dry_run:
+                print(f"cb-assets: {len(chosen)} {what} partitions (dry run: nothing launched)")
+                return 0
+            if args.here:
+                print(
+                    f"cb-assets: running {len(chosen)} {what} partitions, "
+                    f"{args.concurrency} at a time"
+                )
+                started = time.monotonic()
+                failed = materialize_partitions(
+                    project.location, project.instance, list(chosen), args.concurrency
+                )
+                return finish(project, started, list(chosen), failed)
+            backfill_id = submit_backfill(
+                project.instance,
+                project.defs,
+                list(chosen),
+                title=f"cb-assets backfill: {what} partitions",
+            )
+            print(
+                f"cb-assets: launched backfill {backfill_id} of {len(chosen)} {what} partitions;"
+                " the Dagster daemon runs it (scripts/dev), see Overview > Backfills in the UI"
+            )
+            return 0
+    finally:
+        if args.here:
+            stop_fork_server()
