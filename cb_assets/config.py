@@ -154,6 +154,11 @@ def sensor_interval_seconds() -> int:
     return int(_seconds("CB_SENSOR_INTERVAL_SECONDS", 30, whole=True, positive=True))
 
 
+def reaper_interval_seconds() -> int:
+    """How often `dead_run_reaper` looks for runs whose worker died without reporting."""
+    return int(_seconds("CB_REAPER_INTERVAL_SECONDS", 30, whole=True, positive=True))
+
+
 def report_refresh_seconds() -> int:
     """The least time between two automatic refreshes of the manifest and the report."""
     return int(_seconds("CB_REPORT_REFRESH_SECONDS", 120, whole=True, positive=True))

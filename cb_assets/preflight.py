@@ -151,6 +151,7 @@ def problems() -> list[str]:
         config.backend,
         config.retry_delay_seconds,
         config.sensor_interval_seconds,
+        config.reaper_interval_seconds,
         config.report_refresh_seconds,
     ):
         try:

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import dagster as dg
 import duckdb
 import pytest
 
@@ -17,22 +18,10 @@ def test_main_job_materializes_the_experiment(
     tmp_path: Path, lite_dataset: Path, redis_url: str, fork_socket: Path
 ) -> None:
     dataset = make_subset_dataset(lite_dataset, tmp_path / "dataset", n_pairs=3)
-    (tmp_path / "dagster").mkdir()
-    env = {
-        **os.environ,
-        **platform_env(tmp_path, dataset, redis_url),
-        "DAGSTER_HOME": str(tmp_path / "dagster"),
-        "CB_FORKSERVER_SOCKET": str(fork_socket),
-    }
-    proc = subprocess.run(
-        [sys.executable, "-m", "cb_assets.cli", "materialize", "--concurrency", "2"],
-        cwd=PROJECT_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    env = cli_env(tmp_path, dataset, redis_url, fork_socket)
+    proc = run_cli(["materialize", "--concurrency", "2"], env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "no daemon is running" in proc.stdout  # it launched its runs itself
     assert "9/9 partitions materialized" in proc.stdout
     assert "[9/9] ok" in proc.stdout
 
@@ -49,27 +38,23 @@ def test_main_job_materializes_the_experiment(
         assert rows.fetchall() == [("coop-comm", 6), ("coop-nocomm", 6), ("solo", 3)]
     report = (tmp_path / "data" / "verification-report.md").read_text()
     assert "| solo is complete on the test subset | VERIFIED |" in report
-    # every pair-run is a Dagster run in the instance, so the UI shows its history
-    runs = list((tmp_path / "dagster").rglob("*.db"))
-    assert runs, "the persistent instance recorded nothing"
+    # every run is a run of the code location, forked by the project's run launcher
+    with dg.DagsterInstance.from_config(str(home_of(tmp_path))) as instance:
+        runs = instance.get_runs()
+        assert {r.job_name for r in runs} == {"register_pairs", "run_pairs", "refresh_reports"}
+        for run in runs:
+            assert run.status == dg.DagsterRunStatus.SUCCESS
+            assert run.remote_job_origin.location_name == "cb_assets.definitions"
+            assert run.tags["cb_assets/pid"] != str(os.getpid())  # a worker of its own
 
 
 def test_main_job_without_a_dataset_is_one_clear_line(tmp_path: Path) -> None:
-    (tmp_path / "dagster").mkdir()
     env = {
-        **os.environ,
+        **without_dagster_home(),
         "CB_DATA_DIR": str(tmp_path / "data"),
         "CB_DATASET_DIR": str(tmp_path / "missing"),
-        "DAGSTER_HOME": str(tmp_path / "dagster"),
     }
-    proc = subprocess.run(
-        [sys.executable, "-m", "cb_assets.cli", "materialize"],
-        cwd=PROJECT_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = run_cli(["materialize"], env)
     assert proc.returncode == 2
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "cooperbench prepare" in errors[0], proc.stderr
@@ -86,12 +71,20 @@ def run_cli(args: list[str], env: dict) -> subprocess.CompletedProcess:
     )
 
 
+def without_dagster_home() -> dict:
+    return {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
+
+
+def home_of(tmp_path: Path) -> Path:
+    """The instance a command makes for CB_DATA_DIR=<tmp_path>/data: the project's
+    dagster.yaml (its run launcher, queue and pools) with its folders under the data dir."""
+    return tmp_path / "data" / "dagster-home"
+
+
 def cli_env(tmp_path: Path, dataset: Path, redis_url: str, fork_socket: Path, **extra) -> dict:
-    (tmp_path / "dagster").mkdir(exist_ok=True)
     return {
-        **os.environ,
+        **without_dagster_home(),
         **platform_env(tmp_path, dataset, redis_url),
-        "DAGSTER_HOME": str(tmp_path / "dagster"),
         "CB_FORKSERVER_SOCKET": str(fork_socket),
         **extra,
     }
@@ -183,8 +176,7 @@ def test_a_bad_setting_stops_before_anything_runs_with_one_line(
     [line] = _error_lines(proc)
     assert line.startswith(f"error: {says}"), proc.stderr
     assert "Traceback" not in proc.stderr
-    assert not (tmp_path / "data").exists(), "something ran"  # no DuckDB file, no logs
-    assert list((tmp_path / "dagster").iterdir()) == [], "the instance was touched"
+    assert not (tmp_path / "data").exists(), "something ran"  # no DuckDB, no logs, no instance
 
 
 def test_cb_data_dir_holds_its_own_dagster_instance(
@@ -223,26 +215,148 @@ def test_cb_data_dir_holds_its_own_dagster_instance(
 
 def test_a_config_error_stops_further_batches(monkeypatch, capsys) -> None:
     """After a batch fails with `config_error: …`, no further batch is launched."""
-    from concurrent.futures import ThreadPoolExecutor
-
     import dagster as dg
 
-    from cb_assets import cli
     from cb_assets.batches import partition_key
+    from cb_assets.cli import launch
 
     pairs = ["dspy_task-8394-f1_f2", "dspy_task-8394-f3_f4"]
     keys = [partition_key(p, s) for s in ("solo", "coop-comm", "coop-nocomm") for p in pairs]
     launched: list[list[str]] = []
     cause = "config_error: llm-auth: AuthenticationError: Incorrect API key provided: sk-***"
 
-    def fake_batch(asset: str, batch: list[str]) -> tuple[list[str], dict[str, str]]:
-        launched.append(batch)
-        return batch, {k: f"dagster._core.definitions.events.Failure: {cause}" for k in batch}
+    class Location:  # submits nothing anywhere: the follower below answers for the runs
+        def submit(self, job: str, tags: dict) -> str:
+            return f"run-{len(launched)}"
 
-    monkeypatch.setattr(cli, "_materialize_batch", fake_batch)
-    with dg.DagsterInstance.ephemeral() as instance, ThreadPoolExecutor(1) as pool:
+    class Follower:
+        def __init__(self, instance, asset, keys) -> None:
+            self.failed: dict[str, str] = {}
+            self._runs: dict[str, list[str]] = {}
+
+        def add(self, run_id: str, batch: list[str]) -> None:
+            launched.append(batch)
+            self._runs[run_id] = batch
+
+        @property
+        def active(self) -> int:
+            return len(self._runs)
+
+        def run_ids(self) -> list[str]:
+            return list(self._runs)
+
+        def poll(self) -> list[str]:
+            reasons = []
+            for batch in self._runs.values():
+                for key in batch:
+                    self.failed[key] = f"dagster._core.definitions.events.Failure: {cause}"
+                    reasons.append(self.failed[key])
+            self._runs.clear()
+            return reasons
+
+    monkeypatch.setattr(launch, "RunFollower", Follower)
+    monkeypatch.setattr(launch, "POLL_SECONDS", 0)
+    with dg.DagsterInstance.ephemeral() as instance:
         instance.add_dynamic_partitions("pairs", pairs)
-        failed = cli._run_partitions(pool, instance, keys, concurrency=1)
+        failed = launch.materialize_partitions(Location(), instance, keys, concurrency=1)
     assert launched == [keys[:2]] and failed == keys[:2]
     [line] = [x for x in capsys.readouterr().err.splitlines() if x.startswith("error:")]
     assert line.startswith(f"error: {cause} — stopped launching after it (4 partitions not run)")
+
+
+REEXECUTE = """
+mutation($parent: String!) {
+  launchPipelineReexecution(reexecutionParams: {parentRunId: $parent, strategy: ALL_STEPS}) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message }
+    ... on RunConfigValidationInvalid { errors { message } }
+  }
+}
+"""
+RUNS = """
+{ runsOrError { ... on Runs { results {
+    runId jobName status repositoryOrigin { repositoryLocationName repositoryName }
+} } } }
+"""
+
+
+def test_main_job_runs_are_reexecutable_from_the_ui(
+    tmp_path: Path, lite_dataset: Path, redis_url: str, fork_socket: Path
+) -> None:
+    """Every run the main job created belongs to the code location the UI serves: the
+    webserver lists it with its repository origin and re-executes it, and the daemon runs
+    the re-execution to success."""
+    import socket
+    import urllib.request
+
+    from cb_assets_tests.conftest import wait_for_http
+    from cb_assets_tests.defs.runs.test_sensors import start_daemon, wait_for
+
+    dataset = make_subset_dataset(lite_dataset, tmp_path / "dataset", n_pairs=1)
+    env = cli_env(tmp_path, dataset, redis_url, fork_socket)
+    proc = run_cli(["materialize", "--settings", "solo", "--images", "no"], env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    env["DAGSTER_HOME"] = str(home_of(tmp_path))
+
+    def graphql(base: str, query: str, variables: dict | None = None) -> dict:
+        request = urllib.request.Request(
+            f"{base}/graphql",
+            data=json.dumps({"query": query, "variables": variables or {}}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return json.loads(response.read())["data"]
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = tmp_path / "webserver.log"
+    server = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "dagster-webserver"),
+            "-w",
+            "workspace.yaml",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=open(log, "wb"),
+        stderr=subprocess.STDOUT,
+    )
+    daemon = None
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_http(f"{base}/server_info", server, log, 180)
+        runs = graphql(base, RUNS)["runsOrError"]["results"]
+        assert {r["jobName"] for r in runs} == {"register_pairs", "run_pairs", "refresh_reports"}
+        for run in runs:
+            assert run["repositoryOrigin"] == {
+                "repositoryLocationName": "cb_assets.definitions",
+                "repositoryName": "__repository__",
+            }, run
+        parent = next(r["runId"] for r in runs if r["jobName"] == "run_pairs")
+        launched = graphql(base, REEXECUTE, {"parent": parent})["launchPipelineReexecution"]
+        assert launched["__typename"] == "LaunchRunSuccess", launched
+        child = launched["run"]["runId"]
+        daemon = start_daemon(env, tmp_path / "daemon.log")
+        with dg.DagsterInstance.from_config(str(home_of(tmp_path))) as instance:
+
+            def child_ended():
+                run = instance.get_run_by_id(child)
+                return run if run.is_finished else None
+
+            run = wait_for(child_ended, 240, "the re-executed run")
+            assert run.status == dg.DagsterRunStatus.SUCCESS
+            assert run.parent_run_id == parent and run.job_name == "run_pairs"
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+        if daemon is not None:
+            import signal
+
+            os.killpg(daemon.pid, signal.SIGTERM)
+            daemon.wait(timeout=60)

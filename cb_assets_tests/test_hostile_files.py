@@ -503,7 +503,7 @@ def test_csv_output_keeps_newlines_and_tabs_quoted_and_escapes_the_rest() -> Non
 def test_cb_assets_sql_prints_stored_escapes_visibly(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
-    from cb_assets import cli
+    from cb_assets.cli.sql import sql
 
     db = tmp_path / "platform.duckdb"
     with duckdb.connect(str(db)) as conn:
@@ -511,10 +511,10 @@ def test_cb_assets_sql_prints_stored_escapes_visibly(
         conn.execute("insert into run_results values (?, 1)", [HOSTILE])
     monkeypatch.setenv("CB_DUCKDB_PATH", str(db))
     for as_csv in (False, True):
-        assert cli.sql(argparse.Namespace(query="select * from run_results", csv=as_csv)) == 0
+        assert sql(argparse.Namespace(query="select * from run_results", csv=as_csv)) == 0
         out, err = capsys.readouterr()
         assert "\\x1b[31mALERT" in out and "\x1b" not in out + err and "\x00" not in out
     query = "select (chr(27) || '[2J')::int"
-    assert cli.sql(argparse.Namespace(query=query, csv=False)) == 2
+    assert sql(argparse.Namespace(query=query, csv=False)) == 2
     out, err = capsys.readouterr()
     assert "\\x1b[2J" in err and "\x1b" not in err

@@ -7,9 +7,12 @@ launcher the daemon uses: run workers forked from a warm process, here this comm
 Either way they are ordinary runs of the code location.
 """
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 
 import dagster as dg
+
+from cb_assets.config import PROJECT_ROOT
 
 
 def daemon_running(instance: dg.DagsterInstance) -> bool:
@@ -26,7 +29,8 @@ def daemon_running(instance: dg.DagsterInstance) -> bool:
     return get_daemon_statuses(instance, [kind])[kind].healthy is True
 
 
-def dispatcher(instance: dg.DagsterInstance) -> tuple[str, Callable[[str], None]]:
+@contextlib.contextmanager
+def dispatcher(instance: dg.DagsterInstance) -> Iterator[tuple[str, Callable[[str], None]]]:
     """(how runs are launched, a function that sends a created run on its way)."""
     from dagster._core.run_coordinator import QueuedRunCoordinator, SubmitRunContext
 
@@ -36,13 +40,36 @@ def dispatcher(instance: dg.DagsterInstance) -> tuple[str, Callable[[str], None]
             run = instance.get_run_by_id(run_id)
             instance.run_coordinator.submit_run(SubmitRunContext(run, workspace=None))
 
-        return "the running Dagster daemon's run queue", submit
-    if isinstance(instance.run_coordinator, QueuedRunCoordinator):
-        prestart = getattr(instance.run_launcher, "prestart", None)
-        if prestart is not None:
-            prestart()  # the warm process starts while the rest sets up
+        yield "the running Dagster daemon's run queue", submit
+        return
+    if not isinstance(instance.run_coordinator, QueuedRunCoordinator):
+        how = "the instance's run coordinator"
+    else:
+        how = "this command, through the instance's run launcher (no daemon is running)"
+    prestart = getattr(instance.run_launcher, "prestart", None)
+    if prestart is not None:
+        prestart()  # the warm process starts while the rest sets up
+    with contextlib.ExitStack() as stack:
+        workspace = None
+        if getattr(instance.run_launcher, "needs_workspace", True):
+            workspace = stack.enter_context(_workspace(instance))  # e.g. Dagster's default
 
-    def launch(run_id: str) -> None:
-        instance.launch_run(run_id, workspace=None)
+        def launch(run_id: str) -> None:
+            if isinstance(instance.run_coordinator, QueuedRunCoordinator):
+                instance.launch_run(run_id, workspace)
+            else:
+                instance.submit_run(run_id, workspace)
 
-    return "this command, through the instance's run launcher (no daemon is running)", launch
+        yield how, launch
+
+
+@contextlib.contextmanager
+def _workspace(instance: dg.DagsterInstance) -> Iterator[object]:
+    """The code location served as the daemon serves it (a code server), for launchers
+    that launch through one."""
+    from dagster._core.workspace.context import WorkspaceProcessContext
+    from dagster._core.workspace.load_target import WorkspaceFileTarget
+
+    target = WorkspaceFileTarget(paths=[str(PROJECT_ROOT / "workspace.yaml")])
+    with WorkspaceProcessContext(instance, target) as context:
+        yield context.create_request_context()

@@ -55,7 +55,11 @@ def open_project(settings: list[str], *, start_runners: bool) -> Iterator[Projec
     if start_runners:
         _start_fork_server()
     instance = dg.DagsterInstance.get()
-    how, dispatch = dispatcher(instance)
+    with dispatcher(instance) as (how, dispatch):
+        yield from _opened(instance, how, dispatch, settings)
+
+
+def _opened(instance, how, dispatch, settings: list[str]) -> Iterator[Project | None]:
     from cb_assets.dataset import DatasetError
     from cb_assets.definitions import defs
     from cb_assets.defs.runs.liveness import fail_dead_runs

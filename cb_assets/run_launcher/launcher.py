@@ -16,6 +16,8 @@ class WarmRunLauncher(RunLauncher, ConfigurableClass):
     """Forks every run worker from a warm process of this launching process (see the package
     docstring). Tags the run with the worker's pid and host: what owns the run."""
 
+    needs_workspace = False  # a worker loads its job from the run's code origin
+
     def __init__(self, inst_data: ConfigurableClassData | None = None) -> None:
         self._inst_data = inst_data
         self._clients: dict[str, object] = {}

@@ -63,10 +63,14 @@ def new_results(context: dg.SensorEvaluationContext, runner: CooperBenchRunner):
     return dg.SensorResult(run_requests=requests)
 
 
-@dg.sensor(minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
+@dg.sensor(
+    minimum_interval_seconds=config.reaper_interval_seconds(),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
 def dead_run_reaper(context: dg.SensorEvaluationContext) -> dg.SkipReason:
-    """Marks failed the runs whose process was killed outright, so their partitions read
-    as failed and `cb-assets backfill --failed` picks them up."""
+    """Marks failed the runs whose run worker was killed outright (SIGKILL, OOM), so their
+    partitions read as failed and `cb-assets backfill --failed` picks them up. A live run
+    is never reaped: its worker lives through every step and retry of the run."""
     reaped = fail_dead_runs(context.instance)
     return dg.SkipReason(
         f"marked {len(reaped)} dead runs failed: {', '.join(reaped)}" if reaped else "no dead runs"

@@ -12,7 +12,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from cb_assets.config import PROJECT_ROOT
+from cb_assets.config import PROJECT_ROOT, instance_yaml
 from cb_assets.dataset import parse_pair_key
 from cb_assets.defs.runs.sensors import new_results
 from cb_assets.runner.command import RunSpec, run_argv, run_env
@@ -79,20 +79,9 @@ def test_sensor_requests_exactly_the_new_partitions(make_platform, redis_url, fo
         assert meta["ran"].value is False
 
 
-def write_instance_yaml(home: Path) -> None:
-    (home / "dagster.yaml").write_text(
-        json.dumps(
-            {
-                "storage": {"sqlite": {"base_dir": str(home / "storage")}},
-                "run_coordinator": {
-                    "module": "dagster._core.run_coordinator",
-                    "class": "QueuedRunCoordinator",
-                    "config": {"max_concurrent_runs": 4},
-                },
-                "telemetry": {"enabled": False},
-            }
-        )
-    )
+def write_instance_yaml(home: Path, data_dir: Path) -> None:
+    """The project's dagster.yaml (warm run launcher, queue, pools), folders under data_dir."""
+    (home / "dagster.yaml").write_text(instance_yaml(data_dir))
 
 
 def wait_for(predicate, timeout: float, what: str):
@@ -109,7 +98,7 @@ def daemon_env(tmp_path, lite_dataset, redis_url, fork_socket, n_pairs: int, **e
     """A platform under `tmp_path` with its own instance home; its environment and home."""
     home = tmp_path / "dagster"
     home.mkdir()
-    write_instance_yaml(home)
+    write_instance_yaml(home, tmp_path / "data")
     dataset = make_subset_dataset(lite_dataset, tmp_path / "dataset", n_pairs=n_pairs)
     env = {
         **os.environ,
