@@ -4,8 +4,10 @@ Every verdict comes from the data handed in here; a promise the platform has no
 data for yet is NOT CHECKED with the reason, never VERIFIED.
 """
 
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -214,6 +216,12 @@ def _retries_truth(inputs: ReportInputs) -> Truth:
     return Truth("infra_retried", truth, VERIFIED, evidence)
 
 
+def final_results_cost(totals: dict[str, Any]) -> float:
+    """The final results' cost from manifest totals (manifests written before the split
+    of `cost_total` held it under that name)."""
+    return float(totals.get("cost_final_results", totals["cost_total"]))
+
+
 def _cost_truth(inputs: ReportInputs) -> Truth:
     truth = "the cost of every run is tracked and the manifest totals match the result files"
     r = inputs.results
@@ -221,10 +229,12 @@ def _cost_truth(inputs: ReportInputs) -> Truth:
         return Truth("cost_tracked", truth, NOT_CHECKED, "no results or no manifest yet")
     untracked = r[r["cost"].isna()]
     on_disk = round(sum(inputs.result_file_costs.values()), 6)
-    in_manifest = inputs.manifest["totals"]["cost_total"]
+    totals = inputs.manifest["totals"]
+    in_manifest = final_results_cost(totals)
     evidence = (
-        f"{len(r) - len(untracked)}/{len(r)} agent rows carry a cost; manifest total "
-        f"${in_manifest:.4f}, result files ${on_disk:.4f}"
+        f"{len(r) - len(untracked)}/{len(r)} agent rows carry a cost; final results "
+        f"${in_manifest:.4f} in the manifest, ${on_disk:.4f} in the result files; "
+        f"spent in all, every attempt included, ${float(totals['cost_total']):.4f}"
     )
     ok = untracked.empty and abs(on_disk - in_manifest) < 1e-6
     return Truth("cost_tracked", truth, VERIFIED if ok else FAILED, evidence)
@@ -278,6 +288,24 @@ REQUIREMENTS = [
 ]
 
 
+# The report's figures, linked relative to the report (figures.py writes them).
+FIGURE_DIR = "figures"
+FIGURES = [
+    ("cost per setting", "cost_per_setting.png"),
+    ("status mix per setting", "status_mix.png"),
+    ("pass rate per setting", "pass_rate.png"),
+]
+COST_LINES = [
+    ("cost_total", "Total spent, every attempt (`cost_total`)"),
+    ("cost_final_results", "Final results (`cost_final_results`)"),
+    ("failed_attempts_cost", "Failed attempts, infra_error (`failed_attempts_cost`)"),
+    (
+        "cost_other_attempts",
+        "Other attempts: replaced results, config errors (`cost_other_attempts`)",
+    ),
+]
+
+
 def _overall(verdicts: list[str]) -> str:
     if all(v == VERIFIED for v in verdicts):
         return "SATISFIED"
@@ -326,15 +354,22 @@ def render_report(inputs: ReportInputs, truths: list[Truth], now: datetime | Non
         verdicts = [by_key[k].verdict for k in keys]
         numbers = ", ".join(str(list(by_key).index(k) + 1) for k in keys)
         lines.append(f"| {requirement} | {numbers} | {_overall(verdicts)} |")
-    lines += [
-        "",
-        "## Figures",
-        "",
-        "![cost per setting](figures/cost_per_setting.png)",
-        "![status mix per setting](figures/status_mix.png)",
-    ]
+    lines += ["", "## Cost", ""]
+    if inputs.manifest is None:
+        lines.append("No manifest yet: materialize cost_manifest.")
+    else:
+        totals = inputs.manifest["totals"]
+        lines += ["| Cost | USD |", "|---|---|"]
+        lines += [
+            f"| {label} | {float(totals.get(key, 0.0)):.4f} |"
+            for key, label in COST_LINES
+            if key in totals
+        ]
+    lines += ["", "## Figures", ""]
+    lines += [f"![{alt}]({FIGURE_DIR}/{name})" for alt, name in FIGURES[:2]]
     if inputs.evals is not None and not inputs.evals.empty:
-        lines.append("![pass rate per setting](figures/pass_rate.png)")
+        alt, name = FIGURES[2]
+        lines.append(f"![{alt}]({FIGURE_DIR}/{name})")
     gaps = [t for t in truths if t.verdict != VERIFIED]
     lines += [
         "",
@@ -346,3 +381,35 @@ def render_report(inputs: ReportInputs, truths: list[Truth], now: datetime | Non
         lines += ["", "Open:"]
         lines += [f"- {t.verdict}: {t.truth} — {t.evidence}" for t in gaps]
     return "\n".join(lines) + "\n"
+
+
+_IMAGE = re.compile(r"!\[([^\]]*)\]\(([^)\s]+)\)")
+
+
+def ui_markdown(markdown: str, base_dir: Path) -> str:
+    """The report as Dagster's UI should render it. The front matter becomes a table
+    (as markdown its lines run into one heading), and each image linked relative to the
+    report is inlined as a `data:` URI (the UI resolves a relative link against its own
+    address, where it is a broken image). The file on disk keeps both as they are."""
+    from cb_assets.figures import data_uri
+
+    lines = markdown.split("\n")
+    if lines and lines[0] == "---" and "---" in lines[1:]:
+        end = lines.index("---", 1)
+        fields = [line.partition(":") for line in lines[1:end]]
+        table = ["| Field | Value |", "|---|---|"]
+        table += [
+            f"| {key.strip()} | {value.strip().replace('|', '/')} |" for key, _, value in fields
+        ]
+        lines = table + lines[end + 1 :]
+
+    def inline(match: re.Match) -> str:
+        alt, target = match.group(1), match.group(2)
+        if "://" in target or target.startswith("data:"):
+            return match.group(0)
+        path = base_dir / target
+        if not path.is_file():
+            return f"*{alt}: `{target}` not drawn yet*"
+        return f"![{alt}]({data_uri(path)})"
+
+    return _IMAGE.sub(inline, "\n".join(lines))

@@ -49,6 +49,7 @@ def test_manifest_counts_per_setting_and_totals() -> None:
     totals = m["totals"]
     assert totals["pairs"] == 4 and totals["agents"] == 6  # pair-runs and agent runs
     assert totals["cost_total"] == 2.7 and totals["messages_total"] == 3
+    assert totals["cost_final_results"] == 2.7  # no attempts recorded: all of it is results
     table = manifest_table(m)
     assert list(table["setting"]) == ["solo", "coop-comm", "coop-nocomm", "total"]
     assert table.set_index("setting").loc["coop-nocomm", "status_other"] == 1
@@ -58,3 +59,63 @@ def test_manifest_of_nothing_is_zeros() -> None:
     m = build_manifest(rows_to_frame([]))
     assert m["totals"]["pairs"] == 0 and m["settings"]["solo"]["cost_avg_per_pair"] == 0.0
     assert isinstance(manifest_table(m), pd.DataFrame)
+
+
+def _attempt(pair: str, setting: str, number: int, classification: str, cost: float) -> dict:
+    return {
+        "partition": f"{pair}|{setting}",
+        "pair": pair,
+        "setting": setting,
+        "attempt": number,
+        "classification": classification,
+        "final": classification != "infra_error",
+        "cost": cost,
+    }
+
+
+def test_cost_total_is_every_attempt_and_final_results_are_apart() -> None:
+    """The run that showed $0.10 for $1.70 spent: two failed attempts, then a result."""
+    frame = rows_to_frame([_row("p1", "solo", "solo", "Submitted", 0.1, 3, 1, None)])
+    attempts = pd.DataFrame(
+        [
+            _attempt("p1", "solo", 1, "infra_error", 0.8),
+            _attempt("p1", "solo", 2, "infra_error", 0.8),
+            _attempt("p1", "solo", 3, "submitted", 0.1),  # the final result's own attempt
+        ]
+    )
+    m = build_manifest(frame, attempts)
+    for block in (m["totals"], m["settings"]["solo"]):
+        assert block["cost_total"] == 1.7
+        assert block["cost_final_results"] == 0.1
+        assert block["failed_attempts"] == 2 and block["failed_attempts_cost"] == 1.6
+        assert block["cost_other_attempts"] == 0.0
+        assert block["cost_avg_per_pair"] == 1.7
+    assert m["settings"]["coop-comm"]["cost_total"] == 0.0
+    row = manifest_table(m).set_index("setting").loc["total"]
+    assert row["cost_total"] == 1.7 and row["cost_final_results"] == 0.1
+
+
+def test_cost_total_counts_replaced_results_and_ingested_ones_once() -> None:
+    frame = rows_to_frame(
+        [
+            _row("p1", "solo", "solo", "Submitted", 0.25, 3, 1, None),  # ran twice (forced)
+            _row("p2", "solo", "solo", "Submitted", 0.5, 3, 1, None),  # ingested: no attempts
+            _row("p3", "solo", "solo", "Error", 0.125, 3, 1, None),  # agent error, 1 attempt
+        ]
+    )
+    attempts = pd.DataFrame(
+        [
+            _attempt("p1", "solo", 1, "submitted", 1.0),  # replaced by the forced rerun
+            _attempt("p1", "solo", 2, "infra_error", 0.0625),
+            _attempt("p1", "solo", 3, "submitted", 0.25),
+            _attempt("p3", "solo", 1, "agent_error", 0.125),
+            _attempt("p4", "solo", 1, "infra_error", 2.0),  # gave up: no result at all
+            _attempt("p4", "solo", 2, "config_error", 0.0),
+        ]
+    )
+    totals = build_manifest(frame, attempts)["totals"]
+    assert totals["cost_final_results"] == 0.875
+    assert totals["failed_attempts_cost"] == 2.0625 and totals["failed_attempts"] == 2
+    assert totals["cost_other_attempts"] == 1.0
+    assert totals["cost_total"] == 0.875 + 2.0625 + 1.0
+    assert totals["cost_total"] == float(attempts["cost"].sum()) + 0.5  # + the ingested one

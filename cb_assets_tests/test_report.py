@@ -1,5 +1,10 @@
+import base64
+import re
+from datetime import UTC, datetime
+
 import pandas as pd
 
+from cb_assets import figures
 from cb_assets.manifest import build_manifest
 from cb_assets.report import (
     FAILED,
@@ -9,6 +14,7 @@ from cb_assets.report import (
     ReportInputs,
     evaluate_truths,
     render_report,
+    ui_markdown,
 )
 from cb_assets.results import rows_to_frame
 from cb_assets.settings import SETTING_NAMES
@@ -119,3 +125,44 @@ def test_rendered_report_has_front_matter_and_sections() -> None:
         "## Summary",
     ):
         assert heading in text
+
+
+def test_cost_is_tracked_against_the_final_results_and_reported_in_full() -> None:
+    results = _results()
+    attempts = pd.DataFrame(
+        [
+            {"pair": PAIRS[0], "setting": "solo", "attempt": 1, "classification": "infra_error"}
+            | {"cost": 0.75, "partition": "x", "final": False},
+            {"pair": PAIRS[0], "setting": "solo", "attempt": 2, "classification": "submitted"}
+            | {"cost": 1.0, "partition": "x", "final": True},
+        ]
+    )
+    inputs = _inputs(results)
+    inputs.manifest = build_manifest(results, attempts)
+    truths = {t.key: t for t in evaluate_truths(inputs)}
+    assert truths["cost_tracked"].verdict == VERIFIED  # the files hold final results only
+    assert "spent in all, every attempt included, $18.7500" in truths["cost_tracked"].evidence
+    text = render_report(inputs, list(truths.values()))
+    assert "| Total spent, every attempt (`cost_total`) | 18.7500 |" in text
+    assert "| Final results (`cost_final_results`) | 18.0000 |" in text
+    assert "| Failed attempts, infra_error (`failed_attempts_cost`) | 0.7500 |" in text
+
+
+def test_ui_markdown_shows_front_matter_as_rows_and_inlines_the_figures(tmp_path) -> None:
+    inputs = _inputs(_results())
+    text = render_report(inputs, evaluate_truths(inputs), now=datetime(2026, 1, 2, tzinfo=UTC))
+    figures.status_mix(inputs.manifest, tmp_path / "figures" / "status_mix.png")
+    ui = ui_markdown(text, tmp_path)
+    assert ui.startswith("| Field | Value |\n|---|---|\n| phase | exp-test |\n")
+    assert "| verified | 2026-01-02T00:00:00+00:00 |" in ui
+    assert "| score | 7/10 truths verified |" in ui
+    assert "\n---\n" not in ui  # no front matter fences left to merge into a heading
+    [uri] = re.findall(r"!\[status mix per setting\]\((data:image/png;base64,[^)]+)\)", ui)
+    png = base64.b64decode(uri.removeprefix("data:image/png;base64,"))
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) < 12_000  # kept small
+    # cost_per_setting.png was never drawn here: said so, not a broken image
+    assert "*cost per setting: `figures/cost_per_setting.png` not drawn yet*" in ui
+    assert "](figures/" not in ui
+    # the file keeps its front matter and relative links
+    assert text.startswith("---\nphase: exp-test\n")
+    assert "![status mix per setting](figures/status_mix.png)" in text

@@ -62,16 +62,21 @@ def task_images(context: dg.AssetExecutionContext, docker_engine: DockerEngine) 
 @dg.asset_check(asset=task_images, description="every materialized image passed its probe")
 def workspace_probes(duckdb: PlatformDuckDB) -> dg.AssetCheckResult:
     images = read_table(duckdb, "task_images")
-    if images is None or images.empty:
+    if images is None or images.empty:  # nothing to check yet: a warning, not an error
         return dg.AssetCheckResult(
             passed=False,
             severity=dg.AssetCheckSeverity.WARN,
-            metadata={"problem": "no images checked yet"},
+            metadata={
+                "verdict": "NOT CHECKED",
+                "note": "not checked: no task_images recorded yet: materialize task_images",
+            },
         )
     failed = images[~images["probe_ok"].astype(bool)]
     return dg.AssetCheckResult(
         passed=failed.empty,
+        severity=dg.AssetCheckSeverity.ERROR,
         metadata={
+            "verdict": "VERIFIED" if failed.empty else "FAILED",
             "probed": len(images),
             "failed": ", ".join(failed["task"]) or "none",
             "messages": "; ".join(failed["probe_message"])[:2000],

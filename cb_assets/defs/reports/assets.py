@@ -14,12 +14,15 @@ from cb_assets.defs.runs.resources import CooperBenchRunner
 from cb_assets.defs.storage.resources import PlatformDuckDB
 from cb_assets.manifest import build_manifest, manifest_table
 from cb_assets.report import (
-    FAILED,
+    NOT_CHECKED,
     TRUTH_KEYS,
     VERIFIED,
     ReportInputs,
+    Truth,
     evaluate_truths,
+    final_results_cost,
     render_report,
+    ui_markdown,
 )
 from cb_assets.results import ResultFileError, read_json_file
 
@@ -75,12 +78,37 @@ def cost_manifest(
         {
             "manifest_file": dg.MetadataValue.path(str(path)),
             "pair_runs": manifest["totals"]["pairs"],
-            "cost_total": manifest["totals"]["cost_total"],
+            **cost_metadata(manifest["totals"]),
             "per_setting": dg.MetadataValue.md(table.to_markdown(index=False)),
             "figures": dg.MetadataValue.md(figures.inline_markdown(pngs)),
         }
     )
     return table
+
+
+def cost_metadata(totals: dict) -> dict[str, float]:
+    """The headline costs, each under the manifest's name for it: everything spent first."""
+    return {
+        "cost_total": totals["cost_total"],  # every attempt: failed, replaced and final
+        "cost_final_results": final_results_cost(totals),
+        "failed_attempts_cost": totals.get("failed_attempts_cost", 0.0),
+    }
+
+
+def truth_check(truth: Truth) -> dg.AssetCheckResult:
+    """The asset check of one report truth: VERIFIED passes; FAILED fails with ERROR;
+    NOT CHECKED (no data to check yet) fails with WARN only, and says why."""
+    metadata = {"verdict": truth.verdict, "truth": truth.truth, "evidence": truth.evidence}
+    if truth.verdict == NOT_CHECKED:
+        metadata["note"] = f"not checked: {truth.evidence}"
+    return dg.AssetCheckResult(
+        check_name=truth.key,
+        passed=truth.verdict == VERIFIED,
+        severity=dg.AssetCheckSeverity.WARN
+        if truth.verdict == NOT_CHECKED
+        else dg.AssetCheckSeverity.ERROR,
+        metadata=metadata,
+    )
 
 
 def _check_result_files(results: pd.DataFrame) -> tuple[pd.Series, dict[str, float]]:
@@ -151,21 +179,16 @@ def verification_report(
         metadata={
             "report_file": dg.MetadataValue.path(str(report_path())),
             "score": f"{verified}/{len(truths)}",
-            "report": dg.MetadataValue.md(markdown),
+            **(cost_metadata(manifest["totals"]) if manifest else {}),
+            # front matter as a table, figures inlined: the file's relative links are
+            # broken images in the UI
+            "report": dg.MetadataValue.md(ui_markdown(markdown, report_path().parent)),
         },
     )
     selected = {k.name for k in context.selected_asset_check_keys}
     for truth in truths:  # one asset check per truth, so the UI shows each verdict
-        if truth.key not in selected:
-            continue
-        yield dg.AssetCheckResult(
-            check_name=truth.key,
-            passed=truth.verdict == VERIFIED,
-            severity=dg.AssetCheckSeverity.ERROR
-            if truth.verdict == FAILED
-            else dg.AssetCheckSeverity.WARN,
-            metadata={"verdict": truth.verdict, "truth": truth.truth, "evidence": truth.evidence},
-        )
+        if truth.key in selected:
+            yield truth_check(truth)
 
 
 report_refresh = dg.AutomationConditionSensorDefinition(

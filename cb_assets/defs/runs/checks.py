@@ -5,29 +5,44 @@ from cb_assets.defs.runs.assets import run_results
 from cb_assets.defs.storage.resources import PlatformDuckDB
 
 
+def not_checked(reason: str) -> dg.AssetCheckResult:
+    """A check with nothing to check yet: not passed, but a warning, never an error."""
+    return dg.AssetCheckResult(
+        passed=False,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"verdict": "NOT CHECKED", "note": f"not checked: {reason}"},
+    )
+
+
 @dg.asset_check(asset=run_results, description="results were produced on the current images")
 def results_match_images(duckdb: PlatformDuckDB) -> dg.AssetCheckResult:
     """Flags the partitions whose recorded image digest differs from the digest `task_images`
     holds now: the task's image changed after those results were produced."""
     results, images = read_table(duckdb, "run_results"), read_table(duckdb, "task_images")
-    if results is None or images is None:
-        return dg.AssetCheckResult(
-            passed=True,
-            severity=dg.AssetCheckSeverity.WARN,
-            metadata={"note": "no results or no images recorded yet"},
-        )
+    if results is None or results.empty:
+        return not_checked("no run_results recorded yet")
+    if images is None or images.empty:
+        return not_checked("no task_images recorded yet: materialize task_images")
     current = dict(
         zip(images["task"], images["repo_digest"].fillna(images["image_id"]), strict=True)
     )
     runs = results.drop_duplicates(["pair", "setting"])
     tasks = runs["repo"] + "-" + runs["task_id"].astype(str)
-    stale = runs[
-        runs["image_digest"].notna()
-        & tasks.isin(current)
-        & (runs["image_digest"] != tasks.map(current))
-    ]
+    comparable = runs["image_digest"].notna() & tasks.isin(current)
+    if not comparable.any():
+        return not_checked(
+            f"none of {len(runs)} pair-runs has both a recorded image digest and a current "
+            "task image to compare it with"
+        )
+    stale = runs[comparable & (runs["image_digest"] != tasks.map(current))]
     keys = sorted(stale["pair"] + "|" + stale["setting"])
     return dg.AssetCheckResult(
         passed=not keys,
-        metadata={"stale_partitions": len(keys), "partitions": ", ".join(keys[:50]) or "none"},
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={
+            "verdict": "FAILED" if keys else "VERIFIED",
+            "compared": int(comparable.sum()),
+            "stale_partitions": len(keys),
+            "partitions": ", ".join(keys[:50]) or "none",
+        },
     )

@@ -80,7 +80,9 @@ def test_manifest_matches_an_independent_count_of_the_log_files(experiment) -> N
         got, want = manifest["settings"][setting], expected[setting]
         assert got["pairs"] == want["pairs"] == 5
         assert got["agents"] == want["agents"]
-        assert got["cost_total"] == pytest.approx(want["cost_total"])
+        assert got["cost_final_results"] == pytest.approx(want["cost_total"])
+        # nothing failed or ran twice here: all that was spent is the final results
+        assert got["cost_total"] == got["cost_final_results"]
         assert got["steps_total"] == want["steps_total"]
         assert got["patch_lines_total"] == want["patch_lines_total"]
         assert got["nonempty_patches"] == want["nonempty_patches"]
@@ -88,9 +90,10 @@ def test_manifest_matches_an_independent_count_of_the_log_files(experiment) -> N
         assert got["messages_total"] == want.get("messages_total", 0)
     assert manifest["settings"]["coop-comm"]["messages_total"] > 0
     assert manifest["settings"]["coop-nocomm"]["messages_total"] == 0
-    assert manifest["totals"]["cost_total"] == pytest.approx(
+    assert manifest["totals"]["cost_final_results"] == pytest.approx(
         sum(expected[s]["cost_total"] for s in SETTING_NAMES)
     )
+    assert manifest["totals"]["cost_total"] == manifest["totals"]["cost_final_results"]
     table = platform.query("select setting, pairs from cost_manifest order by setting")
     assert table == [("coop-comm", 5), ("coop-nocomm", 5), ("solo", 5), ("total", 15)]
 
@@ -123,14 +126,32 @@ def test_report_verdict_turns_failed_when_a_result_file_is_removed(experiment) -
         selection=dg.AssetSelection.assets("verification_report")
         | dg.AssetSelection.checks_for_assets("verification_report"),
     )
-    checks = {
-        e.check_name: (e.passed, e.metadata["verdict"].value)
-        for e in result.get_asset_check_evaluations()
-    }
+    evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    checks = {k: (e.passed, e.metadata["verdict"].value) for k, e in evaluations.items()}
     assert checks["solo_complete"] == (False, "FAILED")
     assert checks["coop_comm_complete"] == (True, "VERIFIED")
     assert checks["images_present"] == (False, "NOT CHECKED")
     assert len(checks) == 10
+    # a truth with no data to check is a warning in the UI; a failed one an error
+    assert evaluations["images_present"].severity == dg.AssetCheckSeverity.WARN
+    assert (
+        evaluations["images_present"]
+        .metadata["note"]
+        .value.startswith("not checked: no task_images recorded yet")
+    )
+    assert evaluations["solo_complete"].severity == dg.AssetCheckSeverity.ERROR
+    for key, (_, verdict) in checks.items():
+        want = (
+            dg.AssetCheckSeverity.WARN if verdict == "NOT CHECKED" else dg.AssetCheckSeverity.ERROR
+        )
+        assert evaluations[key].severity == want, key
+    [materialization] = result.asset_materializations_for_node("verification_report")
+    ui = materialization.metadata["report"].value  # what the UI renders
+    assert ui.startswith("| Field | Value |\n|---|---|\n| phase | ")
+    assert "](data:image/png;base64," in ui and "](figures/" not in ui
+    assert materialization.metadata["cost_total"].value == pytest.approx(
+        materialization.metadata["cost_final_results"].value
+    )
     text = report.read_text()
     assert "| solo is complete on the test subset | FAILED |" in text
     assert f"missing or broken: {pairs[3]}" in text

@@ -161,4 +161,6 @@ def test_every_attempts_files_and_cost_are_kept(flaky) -> None:
         counts["transient"] + counts["crash"] + 3 * counts["permanent"]
     )
     # final results' cost includes agent errors' spend, never failed attempts'
-    assert manifest["totals"]["cost_total"] == pytest.approx(FAULT_COST * counts["agent"])
+    assert manifest["totals"]["cost_final_results"] == pytest.approx(FAULT_COST * counts["agent"])
+    # the headline total is every attempt's spend: final results and failed attempts
+    assert manifest["totals"]["cost_total"] == pytest.approx(FAULT_COST * counts["agent"] + want)
