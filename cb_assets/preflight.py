@@ -175,7 +175,7 @@ def forkserver_problem() -> str | None:
     into a retried launcher failure: say so before anything runs."""
     from cb_assets.runner.forkserver.client import socket_path_for
     from cb_assets.runner.forkserver.private import check_private_dir
-    from cb_assets.runner.launch import LaunchError
+    from cb_assets.runner.outcome import LaunchError
 
     try:
         if config.launcher() != "forkserver":

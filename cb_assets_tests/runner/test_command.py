@@ -177,7 +177,7 @@ def test_a_launched_pair_run_shows_no_redis_password_in_proc_cmdline(
 
 def test_a_log_tail_never_starts_inside_a_line(tmp_path) -> None:
     """A cut through a key would leave a tail no scrubber recognises: tails start at a line."""
-    from cb_assets.runner.launch import LaunchResult
+    from cb_assets.runner.outcome import LaunchResult
     from cb_assets.secrets import scrub
 
     log = tmp_path / "run.log"

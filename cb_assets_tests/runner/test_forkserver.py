@@ -35,7 +35,8 @@ from cb_assets.runner.forkserver import (
     start_server,
     stop_server,
 )
-from cb_assets.runner.launch import LaunchError, child_env
+from cb_assets.runner.launch import child_env
+from cb_assets.runner.outcome import LaunchError
 from cb_assets_tests.conftest import make_subset_dataset, require
 
 SYSTEM_PYTHON = "/usr/bin/python3"  # stdlib only; nobody cannot run the venv's interpreter

@@ -41,7 +41,7 @@ from cb_assets.results import (
     result_rows,
     rows_to_frame,
 )
-from cb_assets.runner.launch import LaunchError
+from cb_assets.runner.outcome import LaunchError
 from cb_assets.secrets import scrub
 from cb_assets.settings import Setting, UnknownSettingError, get_setting
 

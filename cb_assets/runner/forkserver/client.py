@@ -28,7 +28,7 @@ from cb_assets.runner.forkserver.private import (
     private_dir,
 )
 from cb_assets.runner.forkserver.protocol import LOCK_FD_ENV, MAX_LINE, RESTART, log_dir_argument
-from cb_assets.runner.launch import LaunchError, LaunchResult
+from cb_assets.runner.outcome import LaunchError, LaunchResult
 
 START_TIMEOUT = 180.0
 

@@ -13,7 +13,7 @@ import stat
 import struct
 from pathlib import Path
 
-from cb_assets.runner.launch import LaunchError
+from cb_assets.runner.outcome import LaunchError
 
 _UCRED = struct.Struct("3i")  # SO_PEERCRED: pid, uid, gid
 

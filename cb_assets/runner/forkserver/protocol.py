@@ -9,7 +9,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from cb_assets.runner.launch import signal_name
+from cb_assets.runner.outcome import signal_name
 
 LOCK_FD_ENV = "CB_FORKSERVER_LOCK_FD"  # the start lock, held by a server until it listens
 MAX_LINE = 1 << 20  # longest request (or reply) line accepted, in bytes
