@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from cb_assets import local_redis
-from cb_assets.config import PROJECT_ROOT
+from cb_assets.config import PROJECT_ROOT, instance_yaml
 from cb_assets.dataset import Pair
 from cb_assets.synthetic import agent_block, make_subset_dataset, write_result
 
@@ -60,12 +60,9 @@ def write_experiment(logs: Path, experiment: str, pairs: list[Pair]) -> int:
     return len(pairs) * len(SETTINGS)
 
 
-def run_main_job(
-    tmp: Path, dataset: Path, redis_url: str, concurrency: int, **extra_env: str
-) -> tuple[str, float]:
-    """`cb-assets materialize` on a fresh instance and data folder under `tmp`: its output
-    and its wall time."""
-    env = {
+def platform_env(tmp: Path, dataset: Path, redis_url: str, **extra_env: str) -> dict[str, str]:
+    """The environment of a platform on a fresh instance and data folder under `tmp`."""
+    return {
         **os.environ,
         "CB_DATASET_DIR": str(dataset),
         "CB_SUBSET": "bench",
@@ -75,6 +72,14 @@ def run_main_job(
         "DAGSTER_HOME": str(instance_home(tmp / "dagster")),
         **extra_env,
     }
+
+
+def run_main_job(
+    tmp: Path, dataset: Path, redis_url: str, concurrency: int, **extra_env: str
+) -> tuple[str, float]:
+    """`cb-assets materialize` on a fresh instance and data folder under `tmp`: its output
+    and its wall time."""
+    env = platform_env(tmp, dataset, redis_url, **extra_env)
     start = time.perf_counter()
     out = subprocess.run(
         [
@@ -102,14 +107,10 @@ def partition_phase(stdout: str) -> tuple[int, int, float]:
 
 
 def instance_home(path: Path) -> Path:
-    """A Dagster home like the project's (same queue and pools), storing under `path`."""
+    """A Dagster home like the project's (its run launcher, queue and pools), storing under
+    `path`."""
     path.mkdir(parents=True, exist_ok=True)
-    (path / "dagster.yaml").write_text(
-        f"storage:\n  sqlite:\n    base_dir: {path}/storage\n"
-        "concurrency:\n  runs:\n    max_concurrent_runs: 8\n"
-        "  pools:\n    default_limit: 4\n    granularity: op\n"
-        "telemetry:\n  enabled: false\n"
-    )
+    (path / "dagster.yaml").write_text(instance_yaml(path))
     return path
 
 

@@ -1,0 +1,149 @@
+"""The UI/daemon path against the command line and the bare upstream CLI, same pair-runs.
+
+    uv run python -m bench.daemon_path [--pairs 100] [--concurrency 4]
+
+On the same `--pairs` pairs x 3 settings with the `oracle` agent, each on a fresh instance
+and data folder (whole commands timed, start-up and report included):
+  bare      `cooperbench run` once per setting (no platform)
+  cli       `cb-assets materialize` with no daemon running: it launches its own runs
+  daemon    `cb-assets materialize` while a Dagster daemon runs: its runs wait in the
+            daemon's queue and the daemon launches them (the UI's path for a run)
+  backfill  a Dagster backfill of every partition (what the UI's "Materialize" of
+            run_results submits; `cb-assets backfill --missing` submits the same), run by
+            the daemon; timed from submission to the last partition materialized, with
+            the wait for the daemon's first look at it (Dagster's backfill loop ticks every
+            30 s) printed apart
+The daemon is started and warmed before each timed path that uses it (`scripts/dev`
+keeps one running). Targets: the daemon and backfill paths <= 1.5 x today's command-line
+figure (33.3 s for 100 pairs on the reference machine) and the cli path <= 1.5 x bare.
+"""
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
+
+from bench.common import (
+    add_platform_args,
+    bench_platform,
+    partition_phase,
+    platform_env,
+    run_main_job,
+)
+from bench.overhead import bare_upstream
+from cb_assets.config import PROJECT_ROOT
+
+CLI_FIGURE_BEFORE = 33.3  # `cb-assets materialize`, 100 pairs, before runs went through Dagster
+
+
+def start_daemon(env: dict, log: Path) -> subprocess.Popen:
+    daemon = subprocess.Popen(
+        [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", "workspace.yaml"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=open(log, "wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        from cb_assets.cli.dispatch import daemon_running
+
+        deadline = time.monotonic() + 180
+        while not daemon_running(instance):
+            if time.monotonic() > deadline or daemon.poll() is not None:
+                raise SystemExit(f"the daemon did not come up; see {log}")
+            time.sleep(0.5)
+    return daemon
+
+
+def stop(daemon: subprocess.Popen) -> None:
+    os.killpg(daemon.pid, signal.SIGTERM)
+    daemon.wait(timeout=120)
+
+
+def cli(args: list[str], env: dict) -> str:
+    out = subprocess.run(
+        [sys.executable, "-m", "cb_assets.cli", *args],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return out.stdout
+
+
+def backfill_path(tmp: Path, dataset: Path, redis_url: str) -> tuple[float, float, int]:
+    """(seconds from submission to the last partition, seconds until its first run, runs)."""
+    env = platform_env(tmp, dataset, redis_url)
+    cli(["backfill", "--missing", "--dry-run"], env)  # registers the pairs
+    daemon = start_daemon(env, tmp / "daemon-backfill.log")
+    try:
+        with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+            wanted = len(instance.get_dynamic_partitions("pairs")) * 3
+            start = time.perf_counter()
+            cli(["backfill", "--missing"], env)
+            first_run = None
+            while True:
+                runs = [r for r in instance.get_runs() if "dagster/backfill" in r.tags]
+                if runs and first_run is None:
+                    first_run = time.perf_counter() - start
+                done = instance.get_materialized_partitions(dg.AssetKey("run_results"))
+                if len(done) >= wanted:
+                    return time.perf_counter() - start, first_run or 0.0, len(runs)
+                time.sleep(0.5)
+    finally:
+        stop(daemon)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    add_platform_args(parser)
+    args = parser.parse_args()
+    figures = {}
+    with bench_platform(args) as (tmp, dataset, redis_url):
+        figures["bare"] = bare_upstream(tmp, dataset, redis_url, args.concurrency)
+        out, figures["cli"] = run_main_job(tmp / "cli", dataset, redis_url, args.concurrency)
+        phases = {"cli": partition_phase(out)[2]}
+        daemon_tmp = tmp / "daemon"
+        daemon = start_daemon(platform_env(daemon_tmp, dataset, redis_url), tmp / "daemon.log")
+        try:
+            out, figures["daemon"] = run_main_job(daemon_tmp, dataset, redis_url, args.concurrency)
+        finally:
+            stop(daemon)
+        assert "daemon's run queue" in out, out[:500]
+        phases["daemon"] = partition_phase(out)[2]
+        figures["backfill"], pickup, runs = backfill_path(tmp / "backfill", dataset, redis_url)
+    n = 3 * args.pairs
+    print(
+        f"{args.pairs} pairs x 3 settings = {n} pair-runs, oracle agent, concurrency "
+        f"{args.concurrency} (one run each):"
+    )
+    print(f"  bare upstream CLI (3 invocations):        {figures['bare']:6.1f} s")
+    for path, label in (("cli", "no daemon:    "), ("daemon", "via the daemon:")):
+        print(
+            f"  cb-assets materialize, {label}   {figures[path]:6.1f} s  "
+            f"(partition phase {phases[path]:.1f} s)"
+        )
+    print(
+        f"  Dagster backfill run by the daemon:       {figures['backfill']:6.1f} s  "
+        f"({runs} runs; {pickup:.1f} s before its first run)"
+    )
+    print(
+        f"  ratio cli / bare:                    {figures['cli'] / figures['bare']:.2f} "
+        "(target <= 1.5)"
+    )
+    for path in ("daemon", "backfill"):
+        print(
+            f"  ratio {path} / command line before: {figures[path] / CLI_FIGURE_BEFORE:.2f} "
+            f"(target <= 1.5; before = {CLI_FIGURE_BEFORE} s)"
+        )
+    print(f"  ratio daemon / cli now:              {figures['daemon'] / figures['cli']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
