@@ -12,10 +12,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from cb_assets import local_redis
 from cb_assets.config import PROJECT_ROOT, instance_yaml
-from cb_assets.dataset import Pair
-from cb_assets.synthetic import agent_block, make_subset_dataset, write_result
+from cb_assets.shared.dataset import Pair
+from cb_assets_tests.support import local_redis
+from cb_assets_tests.support.synthetic import agent_block, make_subset_dataset, write_result
 
 SETTINGS = (("solo", "solo"), ("coop-comm", "coop"), ("coop-nocomm", "coop"))
 

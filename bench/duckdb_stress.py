@@ -3,7 +3,7 @@
 Each process loops connect → insert one row → close for a fixed time and counts a row
 as committed once its connection closed without error. Afterwards every committed row
 must be in the file. Runs the same loop with plain `duckdb.connect` (DuckDB 2.0.1 loses
-some; see cb_assets/duckdb_access.py) and with the platform's `duckdb_access.connect`.
+some; see cb_assets/defs/storage/duckdb_access.py) and with the platform's `duckdb_access.connect`.
 
     uv run python -m bench.duckdb_stress --processes 4 --seconds 240
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import duckdb
 
-from cb_assets import duckdb_access
+from cb_assets.defs.storage import duckdb_access
 
 
 def _writer(db: str, opener: str, worker: int, seconds: float, out: str) -> None:

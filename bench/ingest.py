@@ -16,9 +16,9 @@ from pathlib import Path
 import duckdb
 
 from bench.common import synthetic_pairs, write_experiment
-from cb_assets.ingest import ingest_tree
-from cb_assets.manifest import build_manifest
-from cb_assets.report import ReportInputs, evaluate_truths, render_report
+from cb_assets.defs.reports.manifest import build_manifest
+from cb_assets.defs.reports.verification import ReportInputs, evaluate_truths, render_report
+from cb_assets.defs.runs.ingest import ingest_tree
 
 
 def bare_json_loop(logs: Path) -> int:

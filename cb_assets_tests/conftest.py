@@ -18,9 +18,9 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from cb_assets.batches import range_tags
+from cb_assets.cli.launch import range_tags
 from cb_assets.config import PROJECT_ROOT
-from cb_assets.synthetic import make_subset_dataset  # noqa: F401  (re-exported for tests)
+from cb_assets_tests.support.synthetic import make_subset_dataset  # noqa: F401  (re-exported for tests)
 
 
 def require(condition: bool, reason: str) -> None:
@@ -48,7 +48,7 @@ def lite_dataset() -> Path:
 
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    from cb_assets import local_redis
+    from cb_assets_tests.support import local_redis
 
     require(
         shutil.which("redis-server") is not None,
@@ -122,7 +122,7 @@ class Platform:
         )
 
     def query(self, sql: str) -> list[tuple]:
-        from cb_assets import duckdb_access
+        from cb_assets.defs.storage import duckdb_access
 
         with duckdb_access.connect(self.duckdb_path, read_only=True) as conn:
             return conn.execute(sql).fetchall()
@@ -306,8 +306,8 @@ def local_registry(tmp_path_factory: pytest.TempPathFactory, docker_host: str) -
 
 def pair_dir(platform: Platform, pair: str, setting: str, experiment: str = "oracle") -> Path:
     """Where upstream writes `pair` of `setting` in this platform's logs."""
-    from cb_assets.dataset import parse_pair_key
-    from cb_assets.settings import get_setting
+    from cb_assets.shared.dataset import parse_pair_key
+    from cb_assets.shared.settings import get_setting
 
     p = parse_pair_key(pair)
     return (

@@ -4,7 +4,7 @@ import random
 import pandas as pd
 import pytest
 
-from cb_assets.analysis import deficits, paired_deficit, pass_rates, wilson
+from cb_assets.defs.analysis.deficit import deficits, paired_deficit, pass_rates, wilson
 
 
 def test_wilson_matches_known_values() -> None:

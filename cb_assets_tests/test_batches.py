@@ -1,9 +1,11 @@
 import dagster as dg
 import pytest
 
-from cb_assets.batches import BatchQueue, partition_key, range_tags, segments
+from cb_assets.cli.launch import range_tags
+from cb_assets.defs.runs.batches import BatchQueue, segments
 from cb_assets.defs.runs.partitions import run_partitions
-from cb_assets.settings import SETTING_NAMES
+from cb_assets.shared.partition_keys import partition_key
+from cb_assets.shared.settings import SETTING_NAMES
 
 PAIRS = [f"repo_task-{i}-f1_f2" for i in range(10)]
 

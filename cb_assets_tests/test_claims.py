@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from cb_assets import claims
+from cb_assets.defs.runs import claims
 
 HOLD = """
 import sys, time
 from pathlib import Path
-from cb_assets import claims
+from cb_assets.defs.runs import claims
 with claims.claim(Path(sys.argv[1]), sys.argv[2], wait_seconds=5) as held:
     held.start(held.last_attempt + 1, pid=12345)
     print("held", flush=True)

@@ -217,8 +217,8 @@ def test_a_config_error_stops_further_batches(monkeypatch, capsys) -> None:
     """After a batch fails with `config_error: …`, no further batch is launched."""
     import dagster as dg
 
-    from cb_assets.batches import partition_key
     from cb_assets.cli import launch
+    from cb_assets.shared.partition_keys import partition_key
 
     pairs = ["dspy_task-8394-f1_f2", "dspy_task-8394-f3_f4"]
     keys = [partition_key(p, s) for s in ("solo", "coop-comm", "coop-nocomm") for p in pairs]

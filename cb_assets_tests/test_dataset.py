@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from cb_assets.dataset import DatasetError, Pair, PairKeyError, load_pairs, parse_pair_key
+from cb_assets.shared.dataset import DatasetError, Pair, PairKeyError, load_pairs, parse_pair_key
 
 
 def test_lite_subset_has_100_pairs_over_26_tasks_and_12_repos(lite_dataset: Path) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from cb_assets import duckdb_access
+from cb_assets.defs.storage import duckdb_access
 from cb_assets_tests.conftest import require
 
 OPEN = """
@@ -26,7 +26,7 @@ import os, sys, time
 from contextlib import contextmanager
 from pathlib import Path
 import duckdb
-from cb_assets import duckdb_access
+from cb_assets.defs.storage import duckdb_access
 
 @contextmanager
 def opened(path):
@@ -144,7 +144,8 @@ def test_a_lock_held_too_long_is_an_error_that_says_lock(tmp_path: Path) -> None
         conn.execute("create table t (v integer)")
     holder = subprocess.Popen(
         [sys.executable, "-c",
-         "import sys, time; from pathlib import Path; from cb_assets import duckdb_access\n"
+         "import sys, time; from pathlib import Path\n"
+         "from cb_assets.defs.storage import duckdb_access\n"
          "with duckdb_access.connect(Path(sys.argv[1])):\n"
          "    print('held', flush=True); time.sleep(30)", str(db)],
         stdout=subprocess.PIPE,

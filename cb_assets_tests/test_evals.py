@@ -3,12 +3,12 @@ from pathlib import Path
 
 import pytest
 
-from cb_assets.dataset import Pair
-from cb_assets.evals import eval_row, rows_to_frame
-from cb_assets.failures import DEFAULT_PATTERNS
-from cb_assets.results import ResultFileError
-from cb_assets.settings import get_setting
-from cb_assets.synthetic import write_eval
+from cb_assets.defs.evals.outcomes import eval_row, rows_to_frame
+from cb_assets.defs.runs.results import ResultFileError
+from cb_assets.shared.dataset import Pair
+from cb_assets.shared.failures import DEFAULT_PATTERNS
+from cb_assets.shared.settings import get_setting
+from cb_assets_tests.support.synthetic import write_eval
 
 PAIR = Pair("dspy_task", 8394, 3, 4)
 

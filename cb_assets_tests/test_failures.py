@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from cb_assets.failures import (
+from cb_assets.shared.failures import (
     AGENT_ERROR,
     CONFIG_ERROR,
     INFRA_ERROR,

@@ -3,8 +3,8 @@
 import pytest
 from matplotlib.colors import to_rgba
 
-from cb_assets import figures
-from cb_assets.settings import SETTING_NAMES
+from cb_assets.defs.reports import figures
+from cb_assets.shared.settings import SETTING_NAMES
 
 
 def _manifest(other: float = 0.0) -> dict:

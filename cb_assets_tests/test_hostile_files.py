@@ -24,14 +24,15 @@ import duckdb
 import pandas as pd
 import pytest
 
-from cb_assets import result_scan, results, sql
-from cb_assets.dataset import Pair
 from cb_assets.defs.benchmark.resources import BenchmarkDataset
+from cb_assets.defs.evals.outcomes import eval_row
+from cb_assets.defs.runs import result_scan, results
 from cb_assets.defs.runs.resources import CooperBenchRunner
 from cb_assets.defs.runs.sensors import new_results
-from cb_assets.evals import eval_row
-from cb_assets.settings import get_setting
-from cb_assets.synthetic import write_result
+from cb_assets.defs.storage import sql
+from cb_assets.shared.dataset import Pair
+from cb_assets.shared.settings import get_setting
+from cb_assets_tests.support.synthetic import write_result
 
 PAIR = Pair("dspy_task", 8394, 3, 4)
 REAL_LOGS = Path("/work/shared/real-logs")

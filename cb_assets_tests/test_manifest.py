@@ -1,7 +1,7 @@
 import pandas as pd
 
-from cb_assets.manifest import build_manifest, manifest_table
-from cb_assets.results import rows_to_frame
+from cb_assets.defs.reports.manifest import build_manifest, manifest_table
+from cb_assets.defs.runs.results import rows_to_frame
 
 
 def _row(

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from cb_assets import preflight
 from cb_assets.config import PROJECT_ROOT, ConfigError
+from cb_assets.defs.runs import preflight
 
 OFFLINE = {"oracle", "noop", "flaky"}
 
@@ -36,7 +36,7 @@ def test_the_default_configuration_passes() -> None:
 
 def test_known_agents_are_upstreams_and_ours_read_without_importing_cooperbench() -> None:
     code = (
-        "import json, sys, time; t = time.monotonic(); from cb_assets import preflight; "
+        "import json, sys, time; t = time.monotonic(); from cb_assets.defs.runs import preflight; "
         "names, complete = preflight.known_agents([]); problems = preflight.problems(); "
         "print(json.dumps([sorted(names), complete, problems, time.monotonic() - t, "
         "sorted(m for m in ('cooperbench', 'dagster') if m in sys.modules)]))"

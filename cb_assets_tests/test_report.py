@@ -4,9 +4,9 @@ from datetime import UTC, datetime
 
 import pandas as pd
 
-from cb_assets import figures
-from cb_assets.manifest import build_manifest
-from cb_assets.report import (
+from cb_assets.defs.reports import figures
+from cb_assets.defs.reports.manifest import build_manifest
+from cb_assets.defs.reports.verification import (
     FAILED,
     NOT_CHECKED,
     TRUTH_KEYS,
@@ -16,8 +16,8 @@ from cb_assets.report import (
     render_report,
     ui_markdown,
 )
-from cb_assets.results import rows_to_frame
-from cb_assets.settings import SETTING_NAMES
+from cb_assets.defs.runs.results import rows_to_frame
+from cb_assets.shared.settings import SETTING_NAMES
 
 PAIRS = [f"r_task-1-f1_f{i}" for i in range(2, 8)]  # 6 pairs
 

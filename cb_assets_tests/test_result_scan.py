@@ -3,10 +3,10 @@ import os
 import time
 from pathlib import Path
 
-from cb_assets.attempts import mark
-from cb_assets.dataset import Pair
-from cb_assets.result_scan import INCOMPLETE_GRACE_SECONDS, Cursor, scan
-from cb_assets.synthetic import write_result
+from cb_assets.defs.runs.attempts import mark
+from cb_assets.defs.runs.result_scan import INCOMPLETE_GRACE_SECONDS, Cursor, scan
+from cb_assets.shared.dataset import Pair
+from cb_assets_tests.support.synthetic import write_result
 
 PAIRS = [Pair("dspy_task", 8394, 1, i) for i in range(2, 8)]
 

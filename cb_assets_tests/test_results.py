@@ -3,15 +3,15 @@ from pathlib import Path
 
 import pytest
 
-from cb_assets.dataset import Pair
-from cb_assets.results import (
+from cb_assets.defs.runs.results import (
     ResultFileError,
     read_json_file,
     result_rows,
     rows_to_frame,
 )
-from cb_assets.settings import get_setting
-from cb_assets.synthetic import agent_block, write_result
+from cb_assets.shared.dataset import Pair
+from cb_assets.shared.settings import get_setting
+from cb_assets_tests.support.synthetic import agent_block, write_result
 
 PAIR = Pair("dspy_task", 8394, 3, 4)
 

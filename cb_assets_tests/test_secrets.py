@@ -4,13 +4,13 @@ from pathlib import Path
 
 import pytest
 
-from cb_assets.dataset import Pair
-from cb_assets.evals import eval_row
-from cb_assets.failures import DEFAULT_PATTERNS
-from cb_assets.results import result_rows
-from cb_assets.secrets import scrub
-from cb_assets.settings import get_setting
-from cb_assets.synthetic import agent_block, write_eval, write_result
+from cb_assets.defs.evals.outcomes import eval_row
+from cb_assets.defs.runs.results import result_rows
+from cb_assets.shared.dataset import Pair
+from cb_assets.shared.failures import DEFAULT_PATTERNS
+from cb_assets.shared.secrets import scrub
+from cb_assets.shared.settings import get_setting
+from cb_assets_tests.support.synthetic import agent_block, write_eval, write_result
 
 PAIR = Pair("dspy_task", 8394, 3, 4)
 NO_ENV: dict[str, str] = {}

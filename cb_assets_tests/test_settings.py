@@ -1,6 +1,6 @@
 import pytest
 
-from cb_assets.settings import SETTING_NAMES, UnknownSettingError, get_setting, run_name_for
+from cb_assets.shared.settings import SETTING_NAMES, UnknownSettingError, get_setting, run_name_for
 
 
 def test_cli_flags_per_setting() -> None:

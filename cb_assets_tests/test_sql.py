@@ -5,13 +5,13 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from cb_assets.duckdb_access import StorageLockTimeout
-from cb_assets.sql import query
+from cb_assets.defs.storage.duckdb_access import StorageLockTimeout
+from cb_assets.defs.storage.sql import query
 
 HOLD = """
 import sys, time
 from pathlib import Path
-from cb_assets import duckdb_access
+from cb_assets.defs.storage import duckdb_access
 with duckdb_access.connect(Path(sys.argv[1])) as conn:
     conn.execute("insert into t values (99)")
     print("holding", flush=True)

@@ -16,7 +16,7 @@ from cooperbench.agents import AgentResult
 from cooperbench.agents.registry import register
 
 from cb_assets import config
-from cb_assets.dataset import gold_patch
+from cb_assets.shared.dataset import gold_patch
 
 DATASET_ENV = "CB_DATASET_DIR"
 PARTNER_WAIT_SECONDS = config.oracle_partner_wait_seconds()

@@ -14,7 +14,7 @@ import argparse
 import sys
 
 from cb_assets import config
-from cb_assets.settings import SETTING_NAMES
+from cb_assets.shared.settings import SETTING_NAMES
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def _preflight() -> bool:
     """The configuration checked before anything starts: a line per problem; False if any."""
-    from cb_assets.preflight import problems
+    from cb_assets.defs.runs.preflight import problems
 
     found = problems()
     for problem in found:
@@ -112,7 +112,7 @@ def _command(name: str):
 
 def _preflight() -> bool:
     """The configuration checked before anything starts: a line per problem; False if any."""
-    from cb_assets.preflight import problems
+    from cb_assets.defs.runs.preflight import problems
 
     found = problems()
     for problem in found:

@@ -3,12 +3,14 @@
 import argparse
 import time
 
-from cb_assets.backfill import partitions_needing_runs, submit_backfill
-from cb_assets.batches import partition_key
+import dagster as dg
+
 from cb_assets.cli.launch import materialize_partitions
 from cb_assets.cli.materialize import finish
 from cb_assets.cli.project import open_project, stop_fork_server
-from cb_assets.settings import SETTING_NAMES
+from cb_assets.defs.runs.partitions import RUN_RESULTS, partitions_needing_runs
+from cb_assets.shared.partition_keys import partition_key
+from cb_assets.shared.settings import SETTING_NAMES
 
 
 def backfill(args: argparse.Namespace) -> int:
@@ -59,3 +61,28 @@ def backfill(args: argparse.Namespace) -> int:
     finally:
         if args.here:
             stop_fork_server()
+
+
+def submit_backfill(
+    instance: dg.DagsterInstance, defs: dg.Definitions, keys: list[str], title: str
+) -> str:
+    """Register a Dagster backfill of exactly `keys`; the daemon executes it."""
+    from dagster._core.execution.backfill import PartitionBackfill
+    from dagster._core.utils import make_new_backfill_id
+    from dagster._time import get_current_timestamp
+
+    backfill = PartitionBackfill.from_asset_partitions(
+        backfill_id=make_new_backfill_id(),
+        asset_graph=defs.resolve_asset_graph(),
+        partition_names=keys,
+        asset_selection=[RUN_RESULTS],
+        backfill_timestamp=get_current_timestamp(),
+        tags={"cb_assets/launched_by": "cb-assets backfill"},
+        dynamic_partitions_store=instance,
+        all_partitions=False,
+        title=title,
+        description=f"{len(keys)} run_results partitions",
+        run_config=None,
+    )
+    instance.add_backfill(backfill)
+    return backfill.backfill_id

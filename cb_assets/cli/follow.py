@@ -5,7 +5,7 @@ import time
 import dagster as dg
 from dagster._core.events import DagsterEventType
 
-from cb_assets.defs.runs.liveness import fail_dead_runs
+from cb_assets.run_launcher.liveness import fail_dead_runs
 
 LIVENESS_EVERY_SECONDS = 5.0
 

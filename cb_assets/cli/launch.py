@@ -5,12 +5,16 @@ import time
 from collections.abc import Mapping
 
 import dagster as dg
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+)
 
-from cb_assets.batches import BatchQueue, range_tags, segments
 from cb_assets.cli.code_location import CodeLocationClient
 from cb_assets.cli.follow import RunFollower
-from cb_assets.failures import config_error_cause
-from cb_assets.settings import SETTING_NAMES
+from cb_assets.defs.runs.batches import BatchQueue, segments
+from cb_assets.shared.failures import config_error_cause
+from cb_assets.shared.settings import SETTING_NAMES
 
 JOB_FOR_ASSET = {
     "run_results": "run_pairs",
@@ -19,6 +23,11 @@ JOB_FOR_ASSET = {
 }
 LAUNCHED_BY = {"cb_assets/launched_by": "cb-assets"}
 POLL_SECONDS = 0.5
+
+
+def range_tags(first: str, last: str) -> dict[str, str]:
+    """Run tags that make one Dagster run target the partitions `first` … `last`."""
+    return {ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last}
 
 
 def partition_tags(key: str) -> dict[str, str]:
@@ -36,7 +45,7 @@ def materialize_partitions(
     flight; print a line per partition; return the failed keys.
 
     run_results partitions go several to a run (a range of pairs of one setting, sized by
-    cb_assets.batches); the other assets' partitions one per run. A config error stops
+    cb_assets.defs.runs.batches); the other assets' partitions one per run. A config error stops
     further launches: every further pair-run would fail the same way."""
     if asset == "run_results":
         pairs = instance.get_dynamic_partitions("pairs")

@@ -7,10 +7,10 @@ import time
 import dagster as dg
 
 from cb_assets import config
-from cb_assets.batches import partition_key
 from cb_assets.cli.launch import materialize_partitions, run_job
 from cb_assets.cli.project import Project, open_project, stop_fork_server
-from cb_assets.settings import SETTING_NAMES
+from cb_assets.shared.partition_keys import partition_key
+from cb_assets.shared.settings import SETTING_NAMES
 
 
 def materialize(args: argparse.Namespace) -> int:
@@ -48,7 +48,7 @@ def _materialize(project: Project, args: argparse.Namespace, settings: list[str]
 
 def _task_images(project: Project, args: argparse.Namespace) -> list[str] | None:
     """Pull and probe the subset's images when an engine answers (or when asked to)."""
-    from cb_assets.images import EngineError
+    from cb_assets.defs.images.engine import EngineError
 
     engine = project.defs.resources["docker_engine"]
     if args.images == "no":

@@ -60,10 +60,10 @@ def open_project(settings: list[str], *, start_runners: bool) -> Iterator[Projec
 
 
 def _opened(instance, how, dispatch, settings: list[str]) -> Iterator[Project | None]:
-    from cb_assets.dataset import DatasetError
     from cb_assets.definitions import defs
-    from cb_assets.defs.runs.liveness import fail_dead_runs
     from cb_assets.defs.runs.resources import RedisUnavailableError
+    from cb_assets.run_launcher.liveness import fail_dead_runs
+    from cb_assets.shared.dataset import DatasetError
 
     d = defs()
     runner = d.resources["runner"]

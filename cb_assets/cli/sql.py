@@ -9,8 +9,8 @@ from cb_assets import config
 def sql(args: argparse.Namespace) -> int:
     import duckdb
 
-    from cb_assets.duckdb_access import StorageLockTimeout
-    from cb_assets.sql import escape_controls, query, render
+    from cb_assets.defs.storage.duckdb_access import StorageLockTimeout
+    from cb_assets.defs.storage.sql import escape_controls, query, render
 
     try:
         frame = query(config.duckdb_path(), args.query)

@@ -4,9 +4,7 @@ configuration error stops a step without a retry."""
 import dagster as dg
 
 from cb_assets import config
-from cb_assets.failures import CONFIG_ERROR, Verdict, config_error_text
-
-MAX_ATTEMPTS = 3
+from cb_assets.shared.failures import CONFIG_ERROR, MAX_ATTEMPTS, Verdict, config_error_text
 
 # Only infrastructure failures raise a retryable exception: an agent that fails on
 # its own merits is a result, and bad input cannot be fixed by retrying.

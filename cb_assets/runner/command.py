@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cb_assets.config import REDIS_URL_VAR
-from cb_assets.dataset import Pair
-from cb_assets.settings import get_setting, run_name_for
+from cb_assets.shared.dataset import Pair
+from cb_assets.shared.settings import get_setting, run_name_for
 
 
 @dataclass(frozen=True)

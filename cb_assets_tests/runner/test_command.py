@@ -1,8 +1,8 @@
 import json
 from pathlib import Path
 
-from cb_assets.dataset import Pair
 from cb_assets.runner.command import RunSpec, pair_log_dir, run_argv
+from cb_assets.shared.dataset import Pair
 
 SPEC = RunSpec(
     experiment="exp",
@@ -129,7 +129,7 @@ def test_a_launched_pair_run_shows_no_redis_password_in_proc_cmdline(
 
     from cb_assets.defs.benchmark.resources import BenchmarkDataset
     from cb_assets.defs.runs.resources import CooperBenchRunner
-    from cb_assets.synthetic import make_subset_dataset
+    from cb_assets_tests.support.synthetic import make_subset_dataset
 
     password = "pw-7d1c9e3a5b"
     url, redis_proc = _redis_with_password(tmp_path, password)
@@ -178,7 +178,7 @@ def test_a_launched_pair_run_shows_no_redis_password_in_proc_cmdline(
 def test_a_log_tail_never_starts_inside_a_line(tmp_path) -> None:
     """A cut through a key would leave a tail no scrubber recognises: tails start at a line."""
     from cb_assets.runner.outcome import LaunchResult
-    from cb_assets.secrets import scrub
+    from cb_assets.shared.secrets import scrub
 
     log = tmp_path / "run.log"
     key = "sk-canary-0123456789abcdef"

@@ -24,7 +24,6 @@ from pathlib import Path
 
 import pytest
 
-from cb_assets.dataset import Pair, load_pairs
 from cb_assets.runner.command import RunSpec, run_argv
 from cb_assets.runner.forkserver import (
     fingerprint,
@@ -37,6 +36,7 @@ from cb_assets.runner.forkserver import (
 )
 from cb_assets.runner.launch import child_env
 from cb_assets.runner.outcome import LaunchError
+from cb_assets.shared.dataset import Pair, load_pairs
 from cb_assets_tests.conftest import make_subset_dataset, require
 
 SYSTEM_PYTHON = "/usr/bin/python3"  # stdlib only; nobody cannot run the venv's interpreter

@@ -1,9 +1,10 @@
 import dagster as dg
 import pandas as pd
 
-from cb_assets import config, figures
-from cb_assets.analysis import ANALYSIS_VIEWS, deficits, pass_rates
+from cb_assets import config
+from cb_assets.defs.analysis.deficit import ANALYSIS_VIEWS, deficits, pass_rates
 from cb_assets.defs.evals.assets import eval_results
+from cb_assets.defs.reports import figures
 from cb_assets.defs.reports.tables import read_table
 from cb_assets.defs.runs.assets import run_results
 from cb_assets.defs.storage.resources import PlatformDuckDB

@@ -1,10 +1,10 @@
 import dagster as dg
 import pandas as pd
 
-from cb_assets.dataset import DatasetError
 from cb_assets.defs.benchmark.resources import BenchmarkDataset
 from cb_assets.defs.images.partitions import task_key, task_partitions
 from cb_assets.defs.runs.partitions import pair_partitions
+from cb_assets.shared.dataset import DatasetError
 
 
 def _register(instance: dg.DagsterInstance, name: str, keys: list[str]) -> list[str]:

@@ -3,7 +3,7 @@ from pathlib import Path
 import dagster as dg
 
 from cb_assets import config
-from cb_assets.dataset import DEFAULT_IMAGE_NAMESPACE, Pair, load_pairs
+from cb_assets.shared.dataset import DEFAULT_IMAGE_NAMESPACE, Pair, load_pairs
 
 
 class BenchmarkDataset(dg.ConfigurableResource):

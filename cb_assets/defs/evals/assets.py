@@ -4,17 +4,17 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from cb_assets import attempts, claims
-from cb_assets.dataset import Pair, PairKeyError, parse_pair_key
+from cb_assets.defs.evals.outcomes import eval_row, rows_to_frame
 from cb_assets.defs.policies import INFRA_RETRY, MAX_ATTEMPTS, give_up_or_retry
+from cb_assets.defs.runs import attempts, claims
 from cb_assets.defs.runs.assets import run_results
 from cb_assets.defs.runs.partitions import run_partitions
 from cb_assets.defs.runs.resources import CooperBenchRunner
-from cb_assets.evals import eval_row, rows_to_frame
-from cb_assets.failures import INFRA_ERROR, Pattern, classify_text
-from cb_assets.results import ResultFileError
-from cb_assets.secrets import scrub
-from cb_assets.settings import Setting, UnknownSettingError, get_setting
+from cb_assets.defs.runs.results import ResultFileError
+from cb_assets.shared.dataset import Pair, PairKeyError, parse_pair_key
+from cb_assets.shared.failures import INFRA_ERROR, Pattern, classify_text
+from cb_assets.shared.secrets import scrub
+from cb_assets.shared.settings import Setting, UnknownSettingError, get_setting
 
 
 class EvalResultsConfig(dg.Config):

@@ -1,12 +1,12 @@
 import dagster as dg
 import pandas as pd
 
+from cb_assets.defs.images.engine import EngineError, ensure_image, probe_workspace
 from cb_assets.defs.images.partitions import parse_task_key, task_partitions
 from cb_assets.defs.images.resources import DockerEngine
 from cb_assets.defs.policies import INFRA_RETRY, MAX_ATTEMPTS, give_up_or_retry
 from cb_assets.defs.reports.tables import read_table
 from cb_assets.defs.storage.resources import PlatformDuckDB
-from cb_assets.images import EngineError, ensure_image, probe_workspace
 
 
 @dg.asset(

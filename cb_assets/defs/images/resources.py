@@ -2,8 +2,8 @@ import dagster as dg
 import docker
 
 from cb_assets import config
-from cb_assets.dataset import DEFAULT_IMAGE_NAMESPACE
-from cb_assets.images import ImageRef, connect
+from cb_assets.defs.images.engine import ImageRef, connect
+from cb_assets.shared.dataset import DEFAULT_IMAGE_NAMESPACE
 
 
 class DockerEngine(dg.ConfigurableResource):

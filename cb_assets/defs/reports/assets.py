@@ -5,15 +5,13 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from cb_assets import config, figures
+from cb_assets import config
 from cb_assets.defs.benchmark.assets import benchmark_pairs
 from cb_assets.defs.benchmark.resources import BenchmarkDataset
+from cb_assets.defs.reports import figures
+from cb_assets.defs.reports.manifest import build_manifest, manifest_table
 from cb_assets.defs.reports.tables import read_run_results, read_table
-from cb_assets.defs.runs.assets import run_results
-from cb_assets.defs.runs.resources import CooperBenchRunner
-from cb_assets.defs.storage.resources import PlatformDuckDB
-from cb_assets.manifest import build_manifest, manifest_table
-from cb_assets.report import (
+from cb_assets.defs.reports.verification import (
     NOT_CHECKED,
     TRUTH_KEYS,
     VERIFIED,
@@ -24,7 +22,11 @@ from cb_assets.report import (
     render_report,
     ui_markdown,
 )
-from cb_assets.results import ResultFileError, read_json_file
+from cb_assets.defs.runs.assets import run_results
+from cb_assets.defs.runs.resources import CooperBenchRunner
+from cb_assets.defs.runs.results import ResultFileError, read_json_file
+from cb_assets.defs.storage.resources import PlatformDuckDB
+from cb_assets.shared.partition_keys import partition_key
 
 # Refresh while results change, even with partitions still missing or failed (the report
 # says so), at most once per tick of `report_refresh` (CB_REPORT_REFRESH_SECONDS, 2 min by
@@ -116,14 +118,14 @@ def _check_result_files(results: pd.DataFrame) -> tuple[pd.Series, dict[str, flo
     file_ok: dict[str, bool] = {}
     costs: dict[str, float] = {}
     for row in results.drop_duplicates(["pair", "setting"]).itertuples():
-        key = f"{row.pair}|{row.setting}"
+        key = partition_key(row.pair, row.setting)
         try:
             data = read_json_file(Path(row.result_path))
             file_ok[key] = isinstance(data, dict) and data.get("run_id") == row.run_id
             costs[key] = float(data.get("total_cost") or 0) if file_ok[key] else 0.0
         except (ResultFileError, OSError, TypeError, ValueError):
             file_ok[key] = False
-    keys = results["pair"] + "|" + results["setting"]
+    keys = partition_key(results["pair"], results["setting"])
     return keys.map(file_ok).fillna(False).astype(bool), costs
 
 

@@ -4,8 +4,8 @@ import duckdb
 import pandas as pd
 
 from cb_assets.config import DUCKDB_SCHEMA
+from cb_assets.defs.runs.results import RUN_RESULT_DTYPES
 from cb_assets.defs.storage.resources import PlatformDuckDB
-from cb_assets.results import RUN_RESULT_DTYPES
 
 
 def read_table(db: PlatformDuckDB, table: str) -> pd.DataFrame | None:

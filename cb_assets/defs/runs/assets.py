@@ -7,9 +7,6 @@ import dagster as dg
 import duckdb
 import pandas as pd
 
-from cb_assets import attempts, claims, duckdb_access, preflight
-from cb_assets.backfill import RUN_RESULTS, materialized_by_run
-from cb_assets.dataset import Pair, PairKeyError, parse_pair_key
 from cb_assets.defs.benchmark.assets import benchmark_pairs
 from cb_assets.defs.images.partitions import task_key
 from cb_assets.defs.policies import (
@@ -19,12 +16,24 @@ from cb_assets.defs.policies import (
     give_up_or_retry,
     is_last_attempt,
 )
-from cb_assets.defs.runs.liveness import tag_current_process
-from cb_assets.defs.runs.partitions import run_partitions
+from cb_assets.defs.runs import attempts, claims, preflight
+from cb_assets.defs.runs.partitions import RUN_RESULTS, materialized_by_run, run_partitions
 from cb_assets.defs.runs.resources import CooperBenchRunner, RedisUnavailableError
+from cb_assets.defs.runs.result_scan import QUARANTINE_DIR, quarantine_non_regular
+from cb_assets.defs.runs.results import (
+    ResultFileError,
+    agent_blocks,
+    read_json_file,
+    result_rows,
+    rows_to_frame,
+)
+from cb_assets.defs.storage import duckdb_access
+from cb_assets.defs.storage.duckdb_access import replace_rows
 from cb_assets.defs.storage.resources import PlatformDuckDB
-from cb_assets.duckdb_access import replace_rows
-from cb_assets.failures import (
+from cb_assets.run_launcher.liveness import tag_current_process
+from cb_assets.runner.outcome import LaunchError
+from cb_assets.shared.dataset import Pair, PairKeyError, parse_pair_key
+from cb_assets.shared.failures import (
     CONFIG_ERROR_PREFIX,
     INFRA_ERROR,
     Pattern,
@@ -33,17 +42,8 @@ from cb_assets.failures import (
     classify_result,
     config_error_cause,
 )
-from cb_assets.result_scan import QUARANTINE_DIR, quarantine_non_regular
-from cb_assets.results import (
-    ResultFileError,
-    agent_blocks,
-    read_json_file,
-    result_rows,
-    rows_to_frame,
-)
-from cb_assets.runner.outcome import LaunchError
-from cb_assets.secrets import scrub
-from cb_assets.settings import Setting, UnknownSettingError, get_setting
+from cb_assets.shared.secrets import scrub
+from cb_assets.shared.settings import Setting, UnknownSettingError, get_setting
 
 
 class RunResultsConfig(dg.Config):

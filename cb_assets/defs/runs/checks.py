@@ -3,6 +3,7 @@ import dagster as dg
 from cb_assets.defs.reports.tables import read_table
 from cb_assets.defs.runs.assets import run_results
 from cb_assets.defs.storage.resources import PlatformDuckDB
+from cb_assets.shared.partition_keys import partition_key
 
 
 def not_checked(reason: str) -> dg.AssetCheckResult:
@@ -35,7 +36,7 @@ def results_match_images(duckdb: PlatformDuckDB) -> dg.AssetCheckResult:
             "task image to compare it with"
         )
     stale = runs[comparable & (runs["image_digest"] != tasks.map(current))]
-    keys = sorted(stale["pair"] + "|" + stale["setting"])
+    keys = sorted(partition_key(stale["pair"], stale["setting"]))
     return dg.AssetCheckResult(
         passed=not keys,
         severity=dg.AssetCheckSeverity.ERROR,

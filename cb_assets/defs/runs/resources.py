@@ -5,15 +5,15 @@ import dagster as dg
 import redis
 
 from cb_assets import config
-from cb_assets.dataset import Pair
 from cb_assets.defs.benchmark.resources import BenchmarkDataset, default_dataset
-from cb_assets.failures import Pattern, load_patterns
 from cb_assets.runner.command import RunSpec, eval_argv, pair_log_dir, run_argv, run_env
 from cb_assets.runner.forkserver import socket_path_for
 from cb_assets.runner.launch import child_env, launch
 from cb_assets.runner.outcome import LaunchResult
-from cb_assets.secrets import scrub
-from cb_assets.settings import get_setting
+from cb_assets.shared.dataset import Pair
+from cb_assets.shared.failures import Pattern, load_patterns
+from cb_assets.shared.secrets import scrub
+from cb_assets.shared.settings import get_setting
 
 
 class RedisUnavailableError(RuntimeError):

@@ -5,10 +5,10 @@ import dagster as dg
 
 from cb_assets import config
 from cb_assets.defs.runs.assets import run_results
-from cb_assets.defs.runs.liveness import fail_dead_runs
 from cb_assets.defs.runs.partitions import pair_partitions
 from cb_assets.defs.runs.resources import CooperBenchRunner
-from cb_assets.result_scan import Cursor, scan, skipped_note
+from cb_assets.defs.runs.result_scan import Cursor, scan, skipped_note
+from cb_assets.run_launcher.liveness import fail_dead_runs
 
 MAX_REQUESTS_PER_TICK = 100
 SETTLE_SECONDS = 2.0  # a result.json younger than this may still be being written

@@ -24,7 +24,7 @@ from dagster._core.storage.db_io_manager import DbIOManager, TableSlice
 from dagster_duckdb.io_manager import DuckDbClient
 from dagster_duckdb_pandas import DuckDBPandasIOManager, DuckDBPandasTypeHandler
 
-from cb_assets.duckdb_access import connect, insert_by_name, table_exists, transaction
+from cb_assets.defs.storage.duckdb_access import connect, insert_by_name, table_exists, transaction
 
 
 class AtomicDuckDbClient(DuckDbClient):

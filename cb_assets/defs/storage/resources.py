@@ -7,7 +7,8 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
-from cb_assets import config, duckdb_access
+from cb_assets import config
+from cb_assets.defs.storage import duckdb_access
 from cb_assets.defs.storage.io_manager import PlatformDuckDBIOManager
 
 

@@ -10,12 +10,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from cb_assets.runner.outcome import signal_name
+from cb_assets.shared.logs_layout import ATTEMPTS_DIR
 
 LOCK_FD_ENV = "CB_FORKSERVER_LOCK_FD"  # the start lock, held by a server until it listens
 MAX_LINE = 1 << 20  # longest request (or reply) line accepted, in bytes
 RUN_KEYS = frozenset({"fingerprint", "argv", "env", "log_path"})
 SUBCOMMANDS = ("run", "eval")
-ATTEMPTS_DIR = "_attempts"  # log files go under <logs root>/_attempts/ (cb_assets.attempts)
 RESTART = ("stale", "retiring")  # errors after which the client starts a new server
 
 

@@ -7,9 +7,9 @@ import dagster as dg
 import pytest
 from PIL import Image
 
-from cb_assets.dataset import parse_pair_key
-from cb_assets.settings import SETTING_NAMES, get_setting
-from cb_assets.synthetic import write_eval
+from cb_assets.shared.dataset import parse_pair_key
+from cb_assets.shared.settings import SETTING_NAMES, get_setting
+from cb_assets_tests.support.synthetic import write_eval
 
 PLAN = ["pass", "fail", "pass", "error", "pass"]  # outcome of each pair, rotated per setting
 MERGES = ["clean", "conflicts", "clean", "missing_input", "clean"]

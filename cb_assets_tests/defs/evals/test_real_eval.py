@@ -8,9 +8,9 @@ engine's message, retried and then given up on — never as a pass or a fail.
 import dagster as dg
 import docker
 
-from cb_assets.images import ImageRef
-from cb_assets.standin_images import push_standin
+from cb_assets.defs.images.engine import ImageRef
 from cb_assets_tests.conftest import gave_up_after_retries
+from cb_assets_tests.support.standin_images import push_standin
 
 
 def test_real_eval_on_a_standin_image_is_an_infrastructure_failure(

@@ -6,10 +6,10 @@ import dagster as dg
 import docker
 import pytest
 
-from cb_assets.dataset import load_pairs
-from cb_assets.images import ImageRef
-from cb_assets.standin_images import push_standin
+from cb_assets.defs.images.engine import ImageRef
+from cb_assets.shared.dataset import load_pairs
 from cb_assets_tests.conftest import gave_up_after_retries, open_platform
+from cb_assets_tests.support.standin_images import push_standin
 
 
 @pytest.fixture(scope="module")

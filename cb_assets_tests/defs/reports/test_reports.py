@@ -8,9 +8,9 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from cb_assets.dataset import parse_pair_key
-from cb_assets.settings import SETTING_NAMES
-from cb_assets.synthetic import agent_block, write_result
+from cb_assets.shared.dataset import parse_pair_key
+from cb_assets.shared.settings import SETTING_NAMES
+from cb_assets_tests.support.synthetic import agent_block, write_result
 
 
 def independent_counts(logs_dir: Path) -> dict[str, dict]:

@@ -11,9 +11,9 @@ import time
 import dagster as dg
 
 from cb_assets.agents.faults import fault_for, parse_rates
-from cb_assets.backfill import partitions_needing_runs
 from cb_assets.config import PROJECT_ROOT
-from cb_assets.settings import SETTING_NAMES
+from cb_assets.defs.runs.partitions import partitions_needing_runs
+from cb_assets.shared.settings import SETTING_NAMES
 from cb_assets_tests.defs.runs.test_retries import EXPECTED_ATTEMPTS, RATES, run_key
 from cb_assets_tests.defs.runs.test_sensors import daemon_env, start_daemon, wait_for
 

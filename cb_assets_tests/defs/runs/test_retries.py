@@ -7,9 +7,9 @@ import dagster as dg
 import pytest
 
 from cb_assets.agents.faults import FAULT_COST, fault_for, parse_rates
-from cb_assets.backfill import materialized_by_run, partitions_needing_runs
-from cb_assets.dataset import parse_pair_key
-from cb_assets.settings import SETTING_NAMES, get_setting
+from cb_assets.defs.runs.partitions import materialized_by_run, partitions_needing_runs
+from cb_assets.shared.dataset import parse_pair_key
+from cb_assets.shared.settings import SETTING_NAMES, get_setting
 from cb_assets_tests.conftest import open_platform
 
 RATES = "transient=0.25,crash=0.15,permanent=0.15,agent=0.15"

@@ -13,8 +13,8 @@ import dagster as dg
 import duckdb
 import pytest
 
-from cb_assets.backfill import partitions_needing_runs
-from cb_assets.defs.runs.liveness import PID_TAG, fail_dead_runs
+from cb_assets.defs.runs.partitions import partitions_needing_runs
+from cb_assets.run_launcher.liveness import PID_TAG, fail_dead_runs
 from cb_assets_tests.conftest import pair_dir, require, run_results_meta
 
 
@@ -105,7 +105,7 @@ def test_sigkilled_run_reads_failed_keeps_its_rows_and_reruns(platform, tmp_path
 
 MATERIALIZE_RANGE = """
 import sys, dagster as dg
-from cb_assets.batches import range_tags
+from cb_assets.cli.launch import range_tags
 from cb_assets.definitions import defs
 d = defs()
 result = dg.materialize(list(d.assets), selection=["run_results"],
@@ -319,7 +319,7 @@ def test_an_attempt_that_died_mid_write_is_recorded_and_its_torn_file_rerun(plat
     """What a worker killed while upstream wrote result.json leaves: the claim journal naming
     its attempt, and a truncated file. The next run records that attempt (no result, so
     attempt-interrupted) and runs the pair again instead of failing on the torn file."""
-    from cb_assets import claims
+    from cb_assets.defs.runs import claims
 
     pair = pairs_of(platform)[0]
     k = key(pair, "solo")
@@ -346,7 +346,7 @@ def test_a_fresh_process_launch_keeps_the_claim_after_its_worker_is_killed(
     """With CB_LAUNCHER=subprocess the cooperbench process has its own session and outlives a
     SIGKILLed worker; it inherits the partition's claim, so nobody starts the pair again while
     it runs, and its result is then recorded as that attempt's and ingested."""
-    from cb_assets import claims
+    from cb_assets.defs.runs import claims
 
     platform = make_platform(n_pairs=1, launcher="subprocess")
     assert platform.materialize(["benchmark_pairs"]).success

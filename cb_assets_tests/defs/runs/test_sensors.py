@@ -13,11 +13,11 @@ import dagster as dg
 import pytest
 
 from cb_assets.config import PROJECT_ROOT, instance_yaml
-from cb_assets.dataset import parse_pair_key
 from cb_assets.defs.runs.sensors import new_results
 from cb_assets.runner.command import RunSpec, run_argv, run_env
 from cb_assets.runner.forkserver import run_via_forkserver
 from cb_assets.runner.launch import child_env
+from cb_assets.shared.dataset import parse_pair_key
 from cb_assets_tests.conftest import make_subset_dataset, platform_env
 
 
@@ -246,7 +246,7 @@ def test_hostile_result_files_fail_once_and_never_stall_the_sensor(make_platform
     """A FIFO named result.json, values DuckDB cannot hold and a non-canonical folder, through
     the real sensor and run_results: the tick returns at once and requests only the readable
     file; each bad file fails its partition once (no retry), naming the file and key."""
-    from cb_assets.synthetic import agent_block, write_result
+    from cb_assets_tests.support.synthetic import agent_block, write_result
     from cb_assets_tests.test_hostile_files import within
 
     platform = make_platform(n_pairs=2)

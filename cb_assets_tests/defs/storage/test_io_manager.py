@@ -7,7 +7,7 @@ import time
 HOLD_LOCK = """
 import sys, time
 from pathlib import Path
-from cb_assets import duckdb_access
+from cb_assets.defs.storage import duckdb_access
 with duckdb_access.connect(Path(sys.argv[1])) as conn:
     print("held", flush=True)
     time.sleep(float(sys.argv[2]))

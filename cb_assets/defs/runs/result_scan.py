@@ -27,10 +27,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
-from cb_assets.attempts import ATTEMPTS_DIR, MARKER
-from cb_assets.dataset import Pair
-from cb_assets.results import ResultFileError, file_kind, read_regular_file
-from cb_assets.settings import SETTING_NAMES, get_setting, run_name_for
+from cb_assets.defs.runs.results import ResultFileError, file_kind, read_regular_file
+from cb_assets.shared.dataset import Pair
+from cb_assets.shared.logs_layout import ATTEMPT_MARKER, ATTEMPTS_DIR
+from cb_assets.shared.settings import SETTING_NAMES, get_setting, run_name_for
 
 INCOMPLETE_GRACE_SECONDS = 120.0
 QUARANTINE_DIR = "_quarantine"
@@ -114,7 +114,7 @@ def _settled(path: Path) -> bool:
 def _written_by_platform(pair_dir: str, changed_ns: int) -> bool:
     """The platform's own runs leave a marker after result.json; those need no ingest."""
     try:
-        return os.stat(os.path.join(pair_dir, MARKER)).st_mtime_ns >= changed_ns
+        return os.stat(os.path.join(pair_dir, ATTEMPT_MARKER)).st_mtime_ns >= changed_ns
     except OSError:
         return False
 

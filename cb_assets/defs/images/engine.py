@@ -13,7 +13,7 @@ from typing import Any
 import docker
 import docker.errors
 
-from cb_assets.dataset import DEFAULT_IMAGE_NAMESPACE, image_name
+from cb_assets.shared.dataset import DEFAULT_IMAGE_NAMESPACE, image_name
 
 
 class EngineError(RuntimeError):

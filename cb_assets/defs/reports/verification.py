@@ -12,11 +12,12 @@ from typing import Any
 
 import pandas as pd
 
-from cb_assets.settings import SETTING_NAMES
+from cb_assets.shared.failures import MAX_ATTEMPTS
+from cb_assets.shared.partition_keys import partition_key
+from cb_assets.shared.settings import SETTING_NAMES
 
 VERIFIED, FAILED, NOT_CHECKED = "VERIFIED", "FAILED", "NOT CHECKED"
 SMOKE_PAIRS = 5
-MAX_ATTEMPTS = 3  # the RetryPolicy on run_results: one attempt and two retries
 
 
 @dataclass(frozen=True)
@@ -246,8 +247,8 @@ def _evals_truth(inputs: ReportInputs) -> Truth:
         return Truth(
             "evals_complete", truth, NOT_CHECKED, "no eval_results yet: materialize eval_results"
         )
-    expected = {f"{p}|{s}" for p in inputs.expected_pairs for s in SETTING_NAMES}
-    evals = inputs.evals.assign(key=inputs.evals["pair"] + "|" + inputs.evals["setting"])
+    expected = {partition_key(p, s) for p in inputs.expected_pairs for s in SETTING_NAMES}
+    evals = inputs.evals.assign(key=partition_key(inputs.evals["pair"], inputs.evals["setting"]))
     done = set(evals.loc[evals["outcome"] != "error", "key"])
     counts = evals["outcome"].value_counts()
     evidence = (
@@ -391,7 +392,7 @@ def ui_markdown(markdown: str, base_dir: Path) -> str:
     (as markdown its lines run into one heading), and each image linked relative to the
     report is inlined as a `data:` URI (the UI resolves a relative link against its own
     address, where it is a broken image). The file on disk keeps both as they are."""
-    from cb_assets.figures import data_uri
+    from cb_assets.defs.reports.figures import data_uri
 
     lines = markdown.split("\n")
     if lines and lines[0] == "---" and "---" in lines[1:]:

@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from cb_assets.settings import SETTING_NAMES
+from cb_assets.shared.settings import SETTING_NAMES
 
 
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:

@@ -19,9 +19,10 @@ from typing import Any
 
 import pandas as pd
 
-from cb_assets.dataset import Pair
-from cb_assets.secrets import scrub
-from cb_assets.settings import Setting
+from cb_assets.shared.dataset import Pair
+from cb_assets.shared.result_shape import COOP_KEY, SOLO_KEY
+from cb_assets.shared.secrets import scrub
+from cb_assets.shared.settings import Setting
 
 MAX_RESULT_BYTES = 5 * 1024 * 1024  # result.json is a few KB; anything huge is not upstream's
 INT64_MAX = 2**63 - 1
@@ -242,14 +243,14 @@ def agent_blocks(result: dict[str, Any], path: Path) -> dict[str, dict[str, Any]
         raise ResultFileError(path, f"expected a JSON object, got {type(result).__name__}")
     setting = result.get("setting")
     if setting == "solo":
-        block = result.get("agent")
+        block = result.get(SOLO_KEY)
         if not isinstance(block, dict):
-            raise ResultFileError(path, "missing or invalid key 'agent' (solo result)")
+            raise ResultFileError(path, f"missing or invalid key '{SOLO_KEY}' (solo result)")
         return {"solo": block}
     if setting == "coop":
-        blocks = result.get("agents")
+        blocks = result.get(COOP_KEY)
         if not isinstance(blocks, dict) or not blocks:
-            raise ResultFileError(path, "missing or invalid key 'agents' (coop result)")
+            raise ResultFileError(path, f"missing or invalid key '{COOP_KEY}' (coop result)")
         for agent_id, block in blocks.items():
             if not isinstance(block, dict):
                 raise ResultFileError(path, f"invalid key 'agents.{agent_id}': not an object")

@@ -10,11 +10,11 @@ from typing import Any
 
 import pandas as pd
 
-from cb_assets.dataset import Pair
-from cb_assets.failures import INFRA_ERROR, Pattern, classify_text
-from cb_assets.results import ResultFileError, read_json_file
-from cb_assets.secrets import scrub
-from cb_assets.settings import Setting
+from cb_assets.defs.runs.results import ResultFileError, read_json_file
+from cb_assets.shared.dataset import Pair
+from cb_assets.shared.failures import INFRA_ERROR, Pattern, classify_text
+from cb_assets.shared.secrets import scrub
+from cb_assets.shared.settings import Setting
 
 MERGE_STATUSES = ("clean", "conflicts", "missing_input", "error", "identical")
 

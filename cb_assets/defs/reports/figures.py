@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from cb_assets.settings import SETTING_NAMES
+from cb_assets.shared.settings import SETTING_NAMES
 
 COLORS = {"solo": "#4C72B0", "coop-comm": "#55A868", "coop-nocomm": "#C44E52"}
 

@@ -14,8 +14,9 @@ from typing import Any
 
 import pandas as pd
 
-from cb_assets.failures import INFRA_ERROR, RESULTS
-from cb_assets.settings import SETTING_NAMES
+from cb_assets.shared.failures import INFRA_ERROR, RESULTS
+from cb_assets.shared.partition_keys import partition_key
+from cb_assets.shared.settings import SETTING_NAMES
 
 KNOWN_STATUSES = ("Submitted", "LimitsExceeded", "Error")
 
@@ -60,8 +61,10 @@ def _spend(results: pd.DataFrame, attempts: pd.DataFrame | None) -> dict[str, An
     if attempts is None or attempts.empty:
         failed, other, n_failed = 0.0, 0.0, 0
     else:
-        keys = attempts["pair"].astype(str) + "|" + attempts["setting"].astype(str)
-        have_result = set(results["pair"].astype(str) + "|" + results["setting"].astype(str))
+        keys = partition_key(attempts["pair"].astype(str), attempts["setting"].astype(str))
+        have_result = set(
+            partition_key(results["pair"].astype(str), results["setting"].astype(str))
+        )
         behind = (
             attempts[attempts["classification"].isin(RESULTS) & keys.isin(have_result)]
             .assign(key=keys)
@@ -93,7 +96,7 @@ def build_manifest(results: pd.DataFrame, attempts: pd.DataFrame | None = None) 
         mine = results[results["setting"] == name]
         tried = None if attempts is None else attempts[attempts["setting"] == name]
         settings[name] = _block(mine, tried, mine["pair"])
-    totals = _block(results, attempts, results["pair"] + "|" + results["setting"])
+    totals = _block(results, attempts, partition_key(results["pair"], results["setting"]))
     return {"settings": settings, "totals": totals}
 
 

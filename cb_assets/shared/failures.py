@@ -18,7 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cb_assets.secrets import scrub
+from cb_assets.shared.result_shape import agent_blocks_found
+from cb_assets.shared.secrets import scrub
+
+MAX_ATTEMPTS = 3  # an infrastructure failure is retried: one attempt and two retries
 
 SUBMITTED, LIMITS_EXCEEDED, AGENT_ERROR, INFRA_ERROR, CONFIG_ERROR = (
     "submitted",
@@ -162,13 +165,6 @@ def classify_text(text: str, patterns: tuple[Pattern, ...] = DEFAULT_PATTERNS) -
     return hit if hit is not None and hit.classification == INFRA_ERROR else None
 
 
-def _agents(result: dict[str, Any]) -> list[dict[str, Any]]:
-    if isinstance(result.get("agent"), dict):
-        return [result["agent"]]
-    agents = result.get("agents")
-    return [a for a in agents.values() if isinstance(a, dict)] if isinstance(agents, dict) else []
-
-
 def classify(
     *,
     exit_code: int | None,
@@ -193,7 +189,7 @@ def classify(
         if hit is not None and hit.classification == INFRA_ERROR:
             return Verdict(INFRA_ERROR, hit.name, why)
         return Verdict(INFRA_ERROR, "runner-crash", why)
-    agents = _agents(result)
+    agents = agent_blocks_found(result)
     errors = [str(a.get("error") or "") for a in agents if a.get("status") == "Error"]
     for error in errors:  # a rejected key stops the experiment, whatever else went wrong
         hit = _match(error, patterns)

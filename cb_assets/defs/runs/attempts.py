@@ -12,11 +12,10 @@ from typing import Any
 
 import duckdb
 
-from cb_assets.duckdb_access import table_exists
-from cb_assets.results import read_regular_file
-
-ATTEMPTS_DIR = "_attempts"
-MARKER = "cb_assets_attempt.json"  # which attempt wrote this folder
+from cb_assets.defs.runs.results import read_regular_file
+from cb_assets.defs.storage.duckdb_access import table_exists
+from cb_assets.shared.logs_layout import ATTEMPT_MARKER, ATTEMPTS_DIR
+from cb_assets.shared.result_shape import agent_blocks_found
 
 RUN_ATTEMPTS_DDL = """
 create table if not exists run_attempts (
@@ -69,7 +68,7 @@ def move_aside(logs_root: Path, pair_dir: Path, default_name: int | None = None)
     `default_name` (an attempt whose process died before marking it) or `external`."""
     if not pair_dir.is_dir() or not any(pair_dir.iterdir()):
         return None
-    marker = pair_dir / MARKER
+    marker = pair_dir / ATTEMPT_MARKER
     root = archive_root(logs_root, pair_dir)
     try:  # read as a regular file only: a FIFO by that name must not hang the run
         name = str(int(json.loads(read_regular_file(marker, max_bytes=4096))["attempt"]))
@@ -88,7 +87,7 @@ def move_aside(logs_root: Path, pair_dir: Path, default_name: int | None = None)
 
 def mark(pair_dir: Path, attempt: int, dagster_run_id: str) -> None:
     pair_dir.mkdir(parents=True, exist_ok=True)
-    (pair_dir / MARKER).write_text(
+    (pair_dir / ATTEMPT_MARKER).write_text(
         json.dumps({"attempt": attempt, "dagster_run_id": dagster_run_id})
     )
 
@@ -97,12 +96,7 @@ def spend(result: dict[str, Any] | None) -> tuple[float, int, int]:
     """Cost and tokens an attempt spent, from its result.json (0 when it wrote none)."""
     if not isinstance(result, dict):
         return 0.0, 0, 0
-    agents = (
-        [result["agent"]]
-        if isinstance(result.get("agent"), dict)
-        else list((result.get("agents") or {}).values())
-    )
-    agents = [a for a in agents if isinstance(a, dict)]
+    agents = agent_blocks_found(result)
 
     def total(key: str) -> float:
         return sum(v for a in agents if isinstance(v := a.get(key, 0), int | float))

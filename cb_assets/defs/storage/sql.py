@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from cb_assets import duckdb_access
+from cb_assets.defs.storage import duckdb_access
 
 # C0 controls, DEL and C1 controls: Unicode category Cc.
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")

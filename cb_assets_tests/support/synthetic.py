@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from cb_assets.dataset import Pair, load_pairs
+from cb_assets.shared.dataset import Pair, load_pairs
 
 
 def agent_block(

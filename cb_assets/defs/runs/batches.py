@@ -15,17 +15,9 @@ the last ones small (no worker idles long while another finishes a big batch).
 import math
 from collections.abc import Iterable, Sequence
 
-from dagster._core.storage.tags import (
-    ASSET_PARTITION_RANGE_END_TAG,
-    ASSET_PARTITION_RANGE_START_TAG,
-)
+from cb_assets.shared.partition_keys import partition_key
 
 MAX_BATCH = 25
-
-
-def partition_key(pair: str, setting: str) -> str:
-    """A run_results partition key as Dagster spells it (dimension names sort: pair, setting)."""
-    return f"{pair}|{setting}"
 
 
 def segments(
@@ -72,8 +64,3 @@ class BatchQueue:
         else:
             self._segments.pop(0)
         return batch
-
-
-def range_tags(first: str, last: str) -> dict[str, str]:
-    """Run tags that make one Dagster run target the partitions `first` … `last`."""
-    return {ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last}

@@ -14,9 +14,9 @@ from importlib.machinery import PathFinder
 from pathlib import Path
 
 from cb_assets import config
-from cb_assets.failures import load_patterns
+from cb_assets.shared.failures import load_patterns
 
-OFFLINE_AGENTS_MODULE = Path(__file__).resolve().parent / "agents" / "offline.py"
+OFFLINE_AGENTS_MODULE = config.PROJECT_ROOT / "cb_assets" / "agents" / "offline.py"
 
 
 def _is_register(func: ast.expr) -> bool:

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from cb_assets import duckdb_access
-from cb_assets.result_scan import iter_result_files, pair_of
-from cb_assets.results import ResultFileError, result_rows, rows_to_frame
-from cb_assets.settings import get_setting
+from cb_assets.defs.runs.result_scan import iter_result_files, pair_of
+from cb_assets.defs.runs.results import ResultFileError, result_rows, rows_to_frame
+from cb_assets.defs.storage import duckdb_access
+from cb_assets.shared.settings import get_setting
 
 PARALLEL_ABOVE = 2000  # below this many files, starting worker processes costs more
 

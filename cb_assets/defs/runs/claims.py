@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cb_assets import file_locks
-from cb_assets.attempts import ATTEMPTS_DIR
+from cb_assets.defs.storage import file_locks
+from cb_assets.shared.logs_layout import ATTEMPTS_DIR
 
 CLAIMS_DIR = "claims"
 

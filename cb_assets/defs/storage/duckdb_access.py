@@ -29,7 +29,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from cb_assets import file_locks
+from cb_assets.defs.storage import file_locks
 
 LOCK_WAIT_SECONDS = 600.0
 LOCK_SUFFIX = ".lock"
