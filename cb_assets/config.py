@@ -240,6 +240,21 @@ def instance_yaml(data: Path) -> str:
     )
 
 
+def runtime_dir() -> Path | None:
+    """The user's runtime directory (XDG_RUNTIME_DIR), when it is an absolute path."""
+    value = os.environ.get("XDG_RUNTIME_DIR")
+    return Path(value) if value and os.path.isabs(value) else None
+
+
+def export_dagster_home() -> Path:
+    """Point Dagster (which reads DAGSTER_HOME itself) at `prepare_dagster_home()`, unless
+    DAGSTER_HOME is set already; the home in effect."""
+    os.environ.setdefault("DAGSTER_HOME", str(prepare_dagster_home()))
+    home = Path(os.environ["DAGSTER_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    return home
+
+
 def prepare_dagster_home() -> Path:
     """`dagster_home()`, created; for CB_DATA_DIR, with its dagster.yaml (re)written."""
     home = dagster_home()

@@ -17,8 +17,7 @@ from cb_assets.cli.launch import run_job
 def use_project_instance() -> None:
     """DAGSTER_HOME as `config.dagster_home` decides: DAGSTER_HOME, else under CB_DATA_DIR
     when that is set, else the project root."""
-    os.environ.setdefault("DAGSTER_HOME", str(config.prepare_dagster_home()))
-    os.makedirs(os.environ["DAGSTER_HOME"], exist_ok=True)
+    config.export_dagster_home()
     os.chdir(config.PROJECT_ROOT)  # the project's dagster.yaml's paths are relative to it
 
 

@@ -23,8 +23,3 @@ class BenchmarkDataset(dg.ConfigurableResource):
 
 def default_dataset() -> BenchmarkDataset:
     return BenchmarkDataset(dataset_dir=str(config.dataset_dir()), subset=config.subset())
-
-
-@dg.definitions
-def resources() -> dg.Definitions:
-    return dg.Definitions(resources={"dataset": default_dataset()})

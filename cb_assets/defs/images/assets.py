@@ -5,8 +5,8 @@ from cb_assets.defs.images.engine import EngineError, ensure_image, probe_worksp
 from cb_assets.defs.images.partitions import parse_task_key, task_partitions
 from cb_assets.defs.images.resources import DockerEngine
 from cb_assets.defs.policies import INFRA_RETRY, MAX_ATTEMPTS, give_up_or_retry
-from cb_assets.defs.reports.tables import read_table
 from cb_assets.defs.storage.resources import PlatformDuckDB
+from cb_assets.defs.storage.tables import read_table
 
 
 @dg.asset(
@@ -61,7 +61,7 @@ def task_images(context: dg.AssetExecutionContext, docker_engine: DockerEngine) 
 
 @dg.asset_check(asset=task_images, description="every materialized image passed its probe")
 def workspace_probes(duckdb: PlatformDuckDB) -> dg.AssetCheckResult:
-    images = read_table(duckdb, "task_images")
+    images = read_table(duckdb.path, "task_images")
     if images is None or images.empty:  # nothing to check yet: a warning, not an error
         return dg.AssetCheckResult(
             passed=False,

@@ -10,7 +10,7 @@ from cb_assets.defs.benchmark.assets import benchmark_pairs
 from cb_assets.defs.benchmark.resources import BenchmarkDataset
 from cb_assets.defs.reports import figures
 from cb_assets.defs.reports.manifest import build_manifest, manifest_table
-from cb_assets.defs.reports.tables import read_run_results, read_table
+from cb_assets.defs.reports.resources import ReportFiles
 from cb_assets.defs.reports.verification import (
     NOT_CHECKED,
     TRUTH_KEYS,
@@ -26,6 +26,7 @@ from cb_assets.defs.runs.assets import run_results
 from cb_assets.defs.runs.resources import CooperBenchRunner
 from cb_assets.defs.runs.results import ResultFileError, read_json_file
 from cb_assets.defs.storage.resources import PlatformDuckDB
+from cb_assets.defs.storage.tables import read_run_results, read_table
 from cb_assets.shared.partition_keys import partition_key
 
 # Refresh while results change, even with partitions still missing or failed (the report
@@ -39,14 +40,6 @@ REFRESH_ON_NEW_RESULTS = (
 ).with_label("refresh when run results change")
 
 
-def manifest_path() -> Path:
-    return config.data_dir() / "results-manifest.json"
-
-
-def report_path() -> Path:
-    return config.data_dir() / "verification-report.md"
-
-
 @dg.asset(
     deps=[run_results],
     group_name="reports",
@@ -54,24 +47,27 @@ def report_path() -> Path:
     automation_condition=REFRESH_ON_NEW_RESULTS,
 )
 def cost_manifest(
-    context: dg.AssetExecutionContext, duckdb: PlatformDuckDB, runner: CooperBenchRunner
+    context: dg.AssetExecutionContext,
+    duckdb: PlatformDuckDB,
+    runner: CooperBenchRunner,
+    report_files: ReportFiles,
 ) -> pd.DataFrame:
     """Per setting: pairs, agents, statuses, cost, steps, patches and messages; plus totals.
 
     Written to `data/results-manifest.json` and stored as a table.
     """
-    results = read_run_results(duckdb)
+    results = read_run_results(duckdb.path)
     manifest = {
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "experiment": runner.experiment,
         "subset": runner.dataset.subset,
-        **build_manifest(results, read_table(duckdb, "run_attempts")),
+        **build_manifest(results, read_table(duckdb.path, "run_attempts")),
     }
-    path = manifest_path()
+    path = report_files.manifest
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     table = manifest_table(manifest)
-    figure_dir = config.data_dir() / "figures"
+    figure_dir = report_files.figures
     pngs = [
         figures.cost_per_setting(manifest, figure_dir / "cost_per_setting.png"),
         figures.status_mix(manifest, figure_dir / "status_mix.png"),
@@ -144,17 +140,19 @@ def verification_report(
     duckdb: PlatformDuckDB,
     runner: CooperBenchRunner,
     dataset: BenchmarkDataset,
+    report_files: ReportFiles,
 ):
     """Which promises of the experiment hold, each verdict computed from the data.
 
     Written to `data/verification-report.md`; the truths are stored as a table.
     """
-    results = read_run_results(duckdb)
+    results = read_run_results(duckdb.path)
     results["file_ok"], costs = _check_result_files(results)
-    pairs = read_table(duckdb, "benchmark_pairs")
+    pairs = read_table(duckdb.path, "benchmark_pairs")
     expected = sorted(pairs["pair"]) if pairs is not None else []
-    manifest = json.loads(manifest_path().read_text()) if manifest_path().exists() else None
-    db_path = config.duckdb_path()
+    manifest_path, report_path = report_files.manifest, report_files.report
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else None
+    db_path = duckdb.path
     inputs = ReportInputs(
         phase=f"{runner.experiment}-{dataset.subset}",
         subset=dataset.subset,
@@ -162,29 +160,29 @@ def verification_report(
         results=results,
         manifest=manifest,
         result_file_costs=costs,
-        images=read_table(duckdb, "task_images"),
-        attempts=read_table(duckdb, "run_attempts"),
-        evals=read_table(duckdb, "eval_results"),
+        images=read_table(duckdb.path, "task_images"),
+        attempts=read_table(duckdb.path, "run_attempts"),
+        evals=read_table(duckdb.path, "eval_results"),
         artifacts=[
             ("DuckDB file", str(db_path), db_path.exists()),
             ("run logs", runner.logs_dir, Path(runner.logs_dir).is_dir()),
-            ("results manifest", str(manifest_path()), manifest_path().exists()),
+            ("results manifest", str(manifest_path), manifest_path.exists()),
             ("run_results table", f"{config.DUCKDB_SCHEMA}.run_results", not results.empty),
         ],
     )
     truths = evaluate_truths(inputs)
     markdown = render_report(inputs, truths)
-    report_path().write_text(markdown, encoding="utf-8")
+    report_path.write_text(markdown, encoding="utf-8")
     verified = sum(t.verdict == VERIFIED for t in truths)
     yield dg.Output(
         pd.DataFrame([t.__dict__ for t in truths]),
         metadata={
-            "report_file": dg.MetadataValue.path(str(report_path())),
+            "report_file": dg.MetadataValue.path(str(report_path)),
             "score": f"{verified}/{len(truths)}",
             **(cost_metadata(manifest["totals"]) if manifest else {}),
             # front matter as a table, figures inlined: the file's relative links are
             # broken images in the UI
-            "report": dg.MetadataValue.md(ui_markdown(markdown, report_path().parent)),
+            "report": dg.MetadataValue.md(ui_markdown(markdown, report_path.parent)),
         },
     )
     selected = {k.name for k in context.selected_asset_check_keys}

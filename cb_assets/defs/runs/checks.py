@@ -1,8 +1,8 @@
 import dagster as dg
 
-from cb_assets.defs.reports.tables import read_table
 from cb_assets.defs.runs.assets import run_results
 from cb_assets.defs.storage.resources import PlatformDuckDB
+from cb_assets.defs.storage.tables import read_table
 from cb_assets.shared.partition_keys import partition_key
 
 
@@ -19,7 +19,7 @@ def not_checked(reason: str) -> dg.AssetCheckResult:
 def results_match_images(duckdb: PlatformDuckDB) -> dg.AssetCheckResult:
     """Flags the partitions whose recorded image digest differs from the digest `task_images`
     holds now: the task's image changed after those results were produced."""
-    results, images = read_table(duckdb, "run_results"), read_table(duckdb, "task_images")
+    results, images = read_table(duckdb.path, "run_results"), read_table(duckdb.path, "task_images")
     if results is None or results.empty:
         return not_checked("no run_results recorded yet")
     if images is None or images.empty:

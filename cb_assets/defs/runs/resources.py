@@ -109,10 +109,14 @@ class CooperBenchRunner(dg.ConfigurableResource):
 
 @dg.definitions
 def resources() -> dg.Definitions:
+    # one dataset resource: the runner's dependency is the same object as the top-level
+    # `dataset`, so a launchpad override of `dataset` reaches the runner too
+    dataset = default_dataset()
     return dg.Definitions(
         resources={
+            "dataset": dataset,
             "runner": CooperBenchRunner(
-                dataset=default_dataset(),
+                dataset=dataset,
                 logs_dir=str(config.logs_dir()),
                 experiment=config.experiment(),
                 agent=config.agent(),

@@ -13,6 +13,7 @@ import stat
 import struct
 from pathlib import Path
 
+from cb_assets import config
 from cb_assets.runner.outcome import LaunchError
 
 _UCRED = struct.Struct("3i")  # SO_PEERCRED: pid, uid, gid
@@ -21,8 +22,8 @@ _UCRED = struct.Struct("3i")  # SO_PEERCRED: pid, uid, gid
 def private_dir() -> Path:
     """This user's directory for fork server sockets: `$XDG_RUNTIME_DIR/cb-assets` when that
     runtime directory is ours, else `/tmp/cb-assets-<uid>`."""
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    if runtime and os.path.isabs(runtime):
+    runtime = config.runtime_dir()
+    if runtime is not None:
         with contextlib.suppress(OSError):
             st = os.lstat(runtime)
             if stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid():
