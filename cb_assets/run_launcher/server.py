@@ -10,12 +10,11 @@ import json
 import os
 import signal
 import socket
-import sys
 import time
-import traceback
 from pathlib import Path
 
 from cb_assets.run_launcher.fingerprint import code_fingerprint
+from cb_assets.runner.forkserver.child import exit_after
 from cb_assets.runner.forkserver.private import peer_credentials
 
 MAX_REQUEST = 1024 * 1024
@@ -80,23 +79,17 @@ def _fork_worker(listener: socket.socket, conn: socket.socket, request: dict) ->
     pid = os.fork()
     if pid:
         return pid
-    code = 1
-    try:
+
+    def body() -> int:
         os.setsid()  # its own session: it outlives this process and a daemon restart
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         listener.close()
         conn.close()
         gc.unfreeze()
-        code = be_run_worker(request["run_id"], request["instance_ref"])
-    except BaseException:
-        with contextlib.suppress(BaseException):
-            traceback.print_exc()
-    finally:
-        with contextlib.suppress(BaseException):
-            sys.stdout.flush()
-            sys.stderr.flush()
-        os._exit(code)
+        return be_run_worker(request["run_id"], request["instance_ref"])
+
+    exit_after(body)
 
 
 def serve(path: Path, parent_pid: int) -> None:
