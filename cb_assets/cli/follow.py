@@ -37,7 +37,11 @@ def failure_reasons(instance: dg.DagsterInstance, run: dg.DagsterRun, keys: list
         first_line = data.error.message.strip().splitlines()[0] if data.error else "failed"
         return {k: (per_key.value.get(k, first_line) if per_key else first_line) for k in keys}
     runs = [r.event_log_entry for r in records]
-    why = runs[-1].message.strip().splitlines()[0] if runs else run.status.value.lower()
+    why = (
+        runs[-1].message.strip().splitlines()[0]
+        if runs
+        else f"run {run.run_id[:8]} ended ({run.status.value.lower()}) without materializing it"
+    )
     return dict.fromkeys(keys, why)
 
 

@@ -1,0 +1,32 @@
+"""RunFollower reports only its own runs' partitions, and a run's missing ones as failed."""
+
+import dagster as dg
+
+from cb_assets.cli.follow import RunFollower
+
+
+@dg.asset(partitions_def=dg.StaticPartitionsDefinition(["a", "b"]), name="run_results")
+def run_results(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    return dg.MaterializeResult(
+        metadata={"ran": True, "classification": f"done by {context.run.tags['who']}"}
+    )
+
+
+def test_another_commands_materializations_are_not_ours(capsys) -> None:
+    with dg.DagsterInstance.ephemeral() as instance:
+        follower = RunFollower(instance, "run_results", ["a", "b"])
+
+        def run(key: str, who: str) -> str:
+            return dg.materialize(
+                [run_results], partition_key=key, instance=instance, tags={"who": who}
+            ).run_id
+
+        theirs = [run("a", "them"), run("b", "them")]  # the other command, same partitions
+        ours = run("a", "us")
+        follower.add(ours, ["a", "b"])  # our run was to do both; it did only `a`
+        why = f"run {ours[:8]} ended (success) without materializing it"
+        assert follower.poll() == [why]
+        lines = capsys.readouterr().out.splitlines()
+        assert lines == ["[1/2] ok   a ran: done by us", f"[2/2] FAIL b {why}"], lines
+        assert follower.failed == {"b": why} and follower.active == 0
+        assert theirs  # materialized, and never reported as ours
