@@ -4,7 +4,7 @@ import subprocess
 import sys
 
 from cb_assets.config import PROJECT_ROOT
-from cb_assets_tests.conftest import require, shared_dataset_dir
+from cb_assets_tests.support.services import require, shared_dataset_dir
 
 
 def test_benchmarks_run_in_short_mode(redis_url) -> None:

@@ -15,7 +15,6 @@ import json
 import os
 import shutil
 import stat
-import threading
 import time
 from pathlib import Path
 
@@ -33,41 +32,11 @@ from cb_assets.defs.storage import sql
 from cb_assets.shared.dataset import Pair
 from cb_assets.shared.settings import get_setting
 from cb_assets_tests.support.synthetic import write_result
+from cb_assets_tests.support.timeouts import within
 
 PAIR = Pair("dspy_task", 8394, 3, 4)
 REAL_LOGS = Path("/work/shared/real-logs")
 CONTROL = [chr(c) for c in [*range(0x20), *range(0x7F, 0xA0)]]
-
-
-def within(seconds: float, fn, *, fifos: tuple[Path, ...] = ()):
-    """fn(), failing the test if it has not returned after `seconds`. A call blocked opening
-    one of `fifos` is released first (a writer opens and closes it), so no thread is left
-    hanging."""
-    box: dict = {}
-
-    def target() -> None:
-        try:
-            box["value"] = fn()
-        except BaseException as exc:  # noqa: BLE001 — handed to the test below
-            box["error"] = exc
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    thread.join(seconds)
-    if thread.is_alive():
-        for _ in range(200):
-            if not thread.is_alive():
-                break
-            for fifo in fifos:
-                try:
-                    os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
-                except OSError:
-                    pass
-            time.sleep(0.05)
-        pytest.fail(f"still blocked after {seconds:.0f}s")
-    if "error" in box:
-        raise box["error"]
-    return box.get("value")
 
 
 def later(seconds: float = 5) -> float:

@@ -77,19 +77,16 @@ def test_the_wrapped_cli_hands_upstream_the_redis_url_from_the_environment() -> 
 
 def _redis_with_password(workdir: Path, password: str):
     import shutil
-    import socket
     import subprocess
     import time
 
     import redis
 
-    from cb_assets_tests.conftest import require
+    from cb_assets_tests.support.services import free_port, require
 
     binary = shutil.which("redis-server")
     require(binary is not None, "redis-server is not installed (apt-get install redis-server)")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     proc = subprocess.Popen(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
          "--dir", str(workdir), "--requirepass", password],

@@ -37,7 +37,8 @@ from cb_assets.runner.forkserver import (
 from cb_assets.runner.launch import child_env
 from cb_assets.runner.outcome import LaunchError
 from cb_assets.shared.dataset import Pair, load_pairs
-from cb_assets_tests.conftest import make_subset_dataset, require
+from cb_assets_tests.support.services import require
+from cb_assets_tests.support.synthetic import make_subset_dataset
 
 SYSTEM_PYTHON = "/usr/bin/python3"  # stdlib only; nobody cannot run the venv's interpreter
 

@@ -3,7 +3,6 @@
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -14,7 +13,7 @@ import dagster as dg
 import pytest
 
 from cb_assets.config import PROJECT_ROOT
-from cb_assets_tests.conftest import require, wait_for_http
+from cb_assets_tests.support.services import free_port, require, wait_for_http
 
 ARTIFACTS = PROJECT_ROOT / "test-artifacts"
 CHROMIUM_FLAGS = [
@@ -63,9 +62,7 @@ def webserver(make_platform, tmp_path):
     for setting in ("solo", "coop-comm", "coop-nocomm"):
         key = dg.MultiPartitionKey({"pair": pairs[0], "setting": setting})
         platform.materialize(["run_results"], key, raise_on_error=True)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     env = {**os.environ, "DAGSTER_HOME": str(platform.root / "dagster")}
     server = subprocess.Popen(
         [

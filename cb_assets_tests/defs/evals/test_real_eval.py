@@ -9,7 +9,7 @@ import dagster as dg
 import docker
 
 from cb_assets.defs.images.engine import ImageRef
-from cb_assets_tests.conftest import gave_up_after_retries
+from cb_assets_tests.support.platform import gave_up_after_retries
 from cb_assets_tests.support.standin_images import push_standin
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from cb_assets.defs.images.engine import ImageRef
 from cb_assets.shared.dataset import load_pairs
-from cb_assets_tests.conftest import gave_up_after_retries, open_platform
+from cb_assets_tests.support.platform import gave_up_after_retries, open_platform
 from cb_assets_tests.support.standin_images import push_standin
 
 

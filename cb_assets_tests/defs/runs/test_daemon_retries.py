@@ -14,21 +14,11 @@ from cb_assets.agents.faults import fault_for, parse_rates
 from cb_assets.config import PROJECT_ROOT
 from cb_assets.defs.runs.partitions import partitions_needing_runs
 from cb_assets.shared.settings import SETTING_NAMES
-from cb_assets_tests.defs.runs.test_retries import EXPECTED_ATTEMPTS, RATES, run_key
-from cb_assets_tests.defs.runs.test_sensors import daemon_env, start_daemon, wait_for
+from cb_assets_tests.support.cli import run_cli
+from cb_assets_tests.support.daemon import daemon_env, start_daemon, stop_daemon, wait_for
+from cb_assets_tests.support.faults import RATES, run_key, seed_with_every_fault
 
 REAPED = "died without reporting"
-
-
-def cli(args: list[str], env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "cb_assets.cli", *args],
-        cwd=PROJECT_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
 
 
 def reaped_runs(instance: dg.DagsterInstance) -> list[str]:
@@ -40,11 +30,6 @@ def reaped_runs(instance: dg.DagsterInstance) -> list[str]:
         if any(REAPED in r.event_log_entry.message for r in records):
             found.append(run.run_id)
     return found
-
-
-def stop(daemon: subprocess.Popen) -> None:
-    os.killpg(daemon.pid, signal.SIGTERM)
-    daemon.wait(timeout=60)
 
 
 def test_backfill_with_slow_retries_reaps_only_the_killed_run(
@@ -63,24 +48,22 @@ def test_backfill_with_slow_retries_reaps_only_the_killed_run(
         CB_REAPER_INTERVAL_SECONDS="1",  # the reaper looks many times during every wait
         CB_SENSOR_INTERVAL_SECONDS="5",
     )
-    listed = cli(["backfill", "--missing", "--dry-run"], env)  # registers the pairs
+    # registers the pairs
+    listed = run_cli(["backfill", "--missing", "--dry-run"], env, timeout=600)
     assert listed.returncode == 0, listed.stdout + listed.stderr
     instance = dg.DagsterInstance.from_config(str(home))
     pairs = instance.get_dynamic_partitions("pairs")
     keys = [(p, s) for p in pairs for s in SETTING_NAMES]
     assert len(keys) == 30
     rates = parse_rates(RATES)
-    seed = next(
-        str(s)
-        for s in range(100)
-        if {fault_for(str(s), run_key(*k), rates) for k in keys} >= set(EXPECTED_ATTEMPTS)
-    )
+    seed = seed_with_every_fault(keys, rates)
     env["CB_FLAKY_SEED"] = seed
     schedule = {f"{p}|{s}": fault_for(seed, run_key(p, s), rates) for p, s in keys}
 
     daemon = start_daemon(env, tmp_path / "daemon.log")
     try:
-        submitted = cli(["backfill", "--missing"], env)  # what the UI's backfill dialog does
+        # what the UI's backfill dialog does
+        submitted = run_cli(["backfill", "--missing"], env, timeout=600)
         assert submitted.returncode == 0, submitted.stdout + submitted.stderr
         assert "launched backfill" in submitted.stdout
 
@@ -109,7 +92,7 @@ def test_backfill_with_slow_retries_reaps_only_the_killed_run(
         )
         assert reaped_runs(instance) == [], "the reaper failed a live run"
     finally:
-        stop(daemon)
+        stop_daemon(daemon)
 
     # a run whose worker is SIGKILLed mid-run is marked failed by the reaper
     env["CB_OFFLINE_AGENT_DELAY"] = "120"
@@ -147,4 +130,4 @@ def test_backfill_with_slow_retries_reaps_only_the_killed_run(
     finally:
         if again.poll() is None:
             again.kill()
-        stop(daemon)
+        stop_daemon(daemon)

@@ -10,15 +10,13 @@ from cb_assets.agents.faults import FAULT_COST, fault_for, parse_rates
 from cb_assets.defs.runs.partitions import materialized_by_run, partitions_needing_runs
 from cb_assets.shared.dataset import parse_pair_key
 from cb_assets.shared.settings import SETTING_NAMES, get_setting
-from cb_assets_tests.conftest import open_platform
-
-RATES = "transient=0.25,crash=0.15,permanent=0.15,agent=0.15"
-EXPECTED_ATTEMPTS = {None: 1, "agent": 1, "transient": 2, "crash": 2, "permanent": 3}
-
-
-def run_key(pair: str, setting: str) -> str:
-    p = parse_pair_key(pair)
-    return f"flaky-{setting}/{get_setting(setting).upstream}/{p.repo}/{p.task_id}/{p.features_dir}"
+from cb_assets_tests.support.faults import (
+    EXPECTED_ATTEMPTS,
+    RATES,
+    run_key,
+    seed_with_every_fault,
+)
+from cb_assets_tests.support.platform import open_platform
 
 
 @pytest.fixture(scope="module", params=["run per partition", "run per setting"])
@@ -43,12 +41,7 @@ def run_schedule(platform, mp, batched: bool):
     pairs = platform.instance.get_dynamic_partitions("pairs")
     keys = [(p, s) for p in pairs for s in SETTING_NAMES]
     rates = parse_rates(RATES)
-    # the first seed whose schedule holds every kind of fault: deterministic, and no luck needed
-    seed = next(
-        str(s)
-        for s in range(100)
-        if {fault_for(str(s), run_key(*k), rates) for k in keys} >= set(EXPECTED_ATTEMPTS)
-    )
+    seed = seed_with_every_fault(keys, rates)
     mp.setenv("CB_FLAKY_SEED", seed)
     schedule = {k: fault_for(seed, run_key(*k), rates) for k in keys}
     partition = {k: str(dg.MultiPartitionKey({"pair": k[0], "setting": k[1]})) for k in keys}

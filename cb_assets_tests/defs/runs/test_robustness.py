@@ -15,7 +15,8 @@ import pytest
 
 from cb_assets.defs.runs.partitions import partitions_needing_runs
 from cb_assets.run_launcher.liveness import PID_TAG, fail_dead_runs
-from cb_assets_tests.conftest import pair_dir, require, run_results_meta
+from cb_assets_tests.support.platform import pair_dir, run_results_meta
+from cb_assets_tests.support.services import require
 
 
 def key(pair: str, setting: str) -> str:

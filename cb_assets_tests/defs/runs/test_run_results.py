@@ -5,7 +5,7 @@ import json
 import dagster as dg
 import pytest
 
-from cb_assets_tests.conftest import pair_dir, run_results_meta
+from cb_assets_tests.support.platform import pair_dir, run_results_meta
 
 SETTINGS = ("solo", "coop-comm", "coop-nocomm")
 

@@ -3,22 +3,23 @@
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import dagster as dg
-import pytest
 
-from cb_assets.config import PROJECT_ROOT, instance_yaml
+from cb_assets.config import PROJECT_ROOT
 from cb_assets.defs.runs.sensors import new_results
 from cb_assets.runner.command import RunSpec, run_argv, run_env
 from cb_assets.runner.forkserver import run_via_forkserver
 from cb_assets.runner.launch import child_env
 from cb_assets.shared.dataset import parse_pair_key
-from cb_assets_tests.conftest import make_subset_dataset, platform_env
+from cb_assets_tests.support.cli import run_cli
+from cb_assets_tests.support.daemon import daemon_env, start_daemon, stop_daemon, wait_for
+from cb_assets_tests.support.synthetic import agent_block, write_result
+from cb_assets_tests.support.timeouts import within
 
 
 def run_outside_dagster(
@@ -77,48 +78,6 @@ def test_sensor_requests_exactly_the_new_partitions(make_platform, redis_url, fo
             if m.asset_key == dg.AssetKey("run_results")
         ][0]
         assert meta["ran"].value is False
-
-
-def write_instance_yaml(home: Path, data_dir: Path) -> None:
-    """The project's dagster.yaml (warm run launcher, queue, pools), folders under data_dir."""
-    (home / "dagster.yaml").write_text(instance_yaml(data_dir))
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(1)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
-
-
-def daemon_env(tmp_path, lite_dataset, redis_url, fork_socket, n_pairs: int, **extra: str):
-    """A platform under `tmp_path` with its own instance home; its environment and home."""
-    home = tmp_path / "dagster"
-    home.mkdir()
-    write_instance_yaml(home, tmp_path / "data")
-    dataset = make_subset_dataset(lite_dataset, tmp_path / "dataset", n_pairs=n_pairs)
-    env = {
-        **os.environ,
-        **platform_env(tmp_path, dataset, redis_url),
-        "DAGSTER_HOME": str(home),
-        "CB_FORKSERVER_SOCKET": str(fork_socket),
-        **extra,
-    }
-    return env, home, dataset
-
-
-def start_daemon(env: dict, log: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", "workspace.yaml"],
-        cwd=PROJECT_ROOT,
-        env=env,
-        stdout=open(log, "wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
 
 
 def test_daemon_ingests_external_results_and_refreshes_reports(
@@ -193,22 +152,14 @@ def test_daemon_ingests_external_results_and_refreshes_reports(
         assert "1/2 pairs with a final result on disk" in report  # says what is still missing
         print(f"external results to refreshed report: {time.monotonic() - started:.0f}s")
     finally:
-        os.killpg(daemon.pid, signal.SIGTERM)
-        daemon.wait(timeout=60)
+        stop_daemon(daemon)
 
 
 def test_daemon_backfill_runs_ranges_of_partitions(tmp_path, lite_dataset, redis_url, fork_socket):
     """`cb-assets backfill` submits a Dagster backfill; the real daemon cuts it into runs of
     several partitions (the asset's backfill policy), and every partition materializes."""
     env, home, _ = daemon_env(tmp_path, lite_dataset, redis_url, fork_socket, n_pairs=4)
-    submitted = subprocess.run(
-        [sys.executable, "-m", "cb_assets.cli", "backfill", "--missing", "--setting", "solo"],
-        cwd=PROJECT_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    submitted = run_cli(["backfill", "--missing", "--setting", "solo"], env, timeout=300)
     assert submitted.returncode == 0, submitted.stdout[-2000:] + submitted.stderr[-2000:]
     assert "launched backfill" in submitted.stdout
     instance = dg.DagsterInstance.from_config(str(home))
@@ -231,8 +182,7 @@ def test_daemon_backfill_runs_ranges_of_partitions(tmp_path, lite_dataset, redis
         assert runs and len(runs) < len(expected), [r.tags for r in runs]
         assert any("dagster/asset_partition_range_start" in r.tags for r in runs)
     finally:
-        os.killpg(daemon.pid, signal.SIGTERM)
-        daemon.wait(timeout=60)
+        stop_daemon(daemon)
 
 
 def _failed_once_without_retry(result: dg.ExecuteInProcessResult) -> str:
@@ -246,9 +196,6 @@ def test_hostile_result_files_fail_once_and_never_stall_the_sensor(make_platform
     """A FIFO named result.json, values DuckDB cannot hold and a non-canonical folder, through
     the real sensor and run_results: the tick returns at once and requests only the readable
     file; each bad file fails its partition once (no retry), naming the file and key."""
-    from cb_assets_tests.support.synthetic import agent_block, write_result
-    from cb_assets_tests.test_hostile_files import within
-
     platform = make_platform(n_pairs=2)
     assert platform.materialize(["benchmark_pairs"]).success
     pairs = [

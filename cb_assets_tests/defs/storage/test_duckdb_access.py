@@ -19,7 +19,7 @@ import duckdb
 import pytest
 
 from cb_assets.defs.storage import duckdb_access
-from cb_assets_tests.conftest import require
+from cb_assets_tests.support.services import require
 
 OPEN = """
 import os, sys, time

@@ -11,7 +11,11 @@ import duckdb
 import pytest
 
 from cb_assets.config import PROJECT_ROOT
-from cb_assets_tests.conftest import make_subset_dataset, platform_env
+from cb_assets_tests.support.cli import run_cli
+from cb_assets_tests.support.daemon import start_daemon, stop_daemon, wait_for
+from cb_assets_tests.support.platform import platform_env
+from cb_assets_tests.support.services import free_port, wait_for_http
+from cb_assets_tests.support.synthetic import make_subset_dataset
 
 
 def test_main_job_materializes_the_experiment(
@@ -58,17 +62,6 @@ def test_main_job_without_a_dataset_is_one_clear_line(tmp_path: Path) -> None:
     assert proc.returncode == 2
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "cooperbench prepare" in errors[0], proc.stderr
-
-
-def run_cli(args: list[str], env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "cb_assets.cli", *args],
-        cwd=PROJECT_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
 
 
 def without_dagster_home() -> dict:
@@ -287,11 +280,7 @@ def test_main_job_runs_are_reexecutable_from_the_ui(
     """Every run the main job created belongs to the code location the UI serves: the
     webserver lists it with its repository origin and re-executes it, and the daemon runs
     the re-execution to success."""
-    import socket
     import urllib.request
-
-    from cb_assets_tests.conftest import wait_for_http
-    from cb_assets_tests.defs.runs.test_sensors import start_daemon, wait_for
 
     dataset = make_subset_dataset(lite_dataset, tmp_path / "dataset", n_pairs=1)
     env = cli_env(tmp_path, dataset, redis_url, fork_socket)
@@ -308,9 +297,7 @@ def test_main_job_runs_are_reexecutable_from_the_ui(
         with urllib.request.urlopen(request, timeout=60) as response:
             return json.loads(response.read())["data"]
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     log = tmp_path / "webserver.log"
     server = subprocess.Popen(
         [
@@ -356,7 +343,4 @@ def test_main_job_runs_are_reexecutable_from_the_ui(
         server.terminate()
         server.wait(timeout=60)
         if daemon is not None:
-            import signal
-
-            os.killpg(daemon.pid, signal.SIGTERM)
-            daemon.wait(timeout=60)
+            stop_daemon(daemon)
