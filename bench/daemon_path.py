@@ -19,8 +19,6 @@ figure (33.3 s for 100 pairs on the reference machine) and the cli path <= 1.5 x
 """
 
 import argparse
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -36,34 +34,22 @@ from bench.common import (
     run_main_job,
 )
 from bench.overhead import bare_upstream
-from cb_assets.config import PROJECT_ROOT
+from cb_assets.cli.dispatch import daemon_running
+from cb_assets_tests.support.daemon import start_daemon, stop_daemon
 
 CLI_FIGURE_BEFORE = 33.3  # `cb-assets materialize`, 100 pairs, before runs went through Dagster
 
 
-def start_daemon(env: dict, log: Path) -> subprocess.Popen:
-    daemon = subprocess.Popen(
-        [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", "workspace.yaml"],
-        cwd=PROJECT_ROOT,
-        env=env,
-        stdout=open(log, "wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+def start_warm_daemon(env: dict, log: Path) -> subprocess.Popen:
+    """A daemon, returned once it drains the run queue (as `scripts/dev` keeps one)."""
+    daemon = start_daemon(env, log)
     with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
-        from cb_assets.cli.dispatch import daemon_running
-
         deadline = time.monotonic() + 180
         while not daemon_running(instance):
             if time.monotonic() > deadline or daemon.poll() is not None:
                 raise SystemExit(f"the daemon did not come up; see {log}")
             time.sleep(0.5)
     return daemon
-
-
-def stop(daemon: subprocess.Popen) -> None:
-    os.killpg(daemon.pid, signal.SIGTERM)
-    daemon.wait(timeout=120)
 
 
 def cli(args: list[str], env: dict) -> str:
@@ -81,7 +67,7 @@ def backfill_path(tmp: Path, dataset: Path, redis_url: str) -> tuple[float, floa
     """(seconds from submission to the last partition, seconds until its first run, runs)."""
     env = platform_env(tmp, dataset, redis_url)
     cli(["backfill", "--missing", "--dry-run"], env)  # registers the pairs
-    daemon = start_daemon(env, tmp / "daemon-backfill.log")
+    daemon = start_warm_daemon(env, tmp / "daemon-backfill.log")
     try:
         with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
             wanted = len(instance.get_dynamic_partitions("pairs")) * 3
@@ -97,7 +83,7 @@ def backfill_path(tmp: Path, dataset: Path, redis_url: str) -> tuple[float, floa
                     return time.perf_counter() - start, first_run or 0.0, len(runs)
                 time.sleep(0.5)
     finally:
-        stop(daemon)
+        stop_daemon(daemon, timeout=120)
 
 
 def main() -> None:
@@ -110,11 +96,11 @@ def main() -> None:
         out, figures["cli"] = run_main_job(tmp / "cli", dataset, redis_url, args.concurrency)
         phases = {"cli": partition_phase(out)[2]}
         daemon_tmp = tmp / "daemon"
-        daemon = start_daemon(platform_env(daemon_tmp, dataset, redis_url), tmp / "daemon.log")
+        daemon = start_warm_daemon(platform_env(daemon_tmp, dataset, redis_url), tmp / "daemon.log")
         try:
             out, figures["daemon"] = run_main_job(daemon_tmp, dataset, redis_url, args.concurrency)
         finally:
-            stop(daemon)
+            stop_daemon(daemon, timeout=120)
         assert "daemon's run queue" in out, out[:500]
         phases["daemon"] = partition_phase(out)[2]
         figures["backfill"], pickup, runs = backfill_path(tmp / "backfill", dataset, redis_url)

@@ -3,19 +3,17 @@
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import dagster as dg
 import duckdb
 import pytest
 
-from cb_assets.config import PROJECT_ROOT
 from cb_assets_tests.support.cli import run_cli
 from cb_assets_tests.support.daemon import start_daemon, stop_daemon, wait_for
 from cb_assets_tests.support.platform import platform_env
-from cb_assets_tests.support.services import free_port, wait_for_http
 from cb_assets_tests.support.synthetic import make_subset_dataset
+from cb_assets_tests.support.webserver import graphql, webserver
 
 
 def test_main_job_materializes_the_experiment(
@@ -280,45 +278,14 @@ def test_main_job_runs_are_reexecutable_from_the_ui(
     """Every run the main job created belongs to the code location the UI serves: the
     webserver lists it with its repository origin and re-executes it, and the daemon runs
     the re-execution to success."""
-    import urllib.request
-
     dataset = make_subset_dataset(lite_dataset, tmp_path / "dataset", n_pairs=1)
     env = cli_env(tmp_path, dataset, redis_url, fork_socket)
     proc = run_cli(["materialize", "--settings", "solo", "--images", "no"], env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     env["DAGSTER_HOME"] = str(home_of(tmp_path))
 
-    def graphql(base: str, query: str, variables: dict | None = None) -> dict:
-        request = urllib.request.Request(
-            f"{base}/graphql",
-            data=json.dumps({"query": query, "variables": variables or {}}).encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return json.loads(response.read())["data"]
-
-    port = free_port()
-    log = tmp_path / "webserver.log"
-    server = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "dagster-webserver"),
-            "-w",
-            "workspace.yaml",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(port),
-        ],
-        cwd=PROJECT_ROOT,
-        env=env,
-        stdout=open(log, "wb"),
-        stderr=subprocess.STDOUT,
-    )
-    daemon = None
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_http(f"{base}/server_info", server, log, 180)
-        runs = graphql(base, RUNS)["runsOrError"]["results"]
+    with webserver(env, tmp_path / "webserver.log") as base:
+        runs = graphql(base, RUNS)["data"]["runsOrError"]["results"]
         assert {r["jobName"] for r in runs} == {"register_pairs", "run_pairs", "refresh_reports"}
         for run in runs:
             assert run["repositoryOrigin"] == {
@@ -326,10 +293,12 @@ def test_main_job_runs_are_reexecutable_from_the_ui(
                 "repositoryName": "__repository__",
             }, run
         parent = next(r["runId"] for r in runs if r["jobName"] == "run_pairs")
-        launched = graphql(base, REEXECUTE, {"parent": parent})["launchPipelineReexecution"]
+        answer = graphql(base, REEXECUTE, {"parent": parent})
+        launched = answer["data"]["launchPipelineReexecution"]
         assert launched["__typename"] == "LaunchRunSuccess", launched
         child = launched["run"]["runId"]
-        daemon = start_daemon(env, tmp_path / "daemon.log")
+    daemon = start_daemon(env, tmp_path / "daemon.log")
+    try:
         with dg.DagsterInstance.from_config(str(home_of(tmp_path))) as instance:
 
             def child_ended():
@@ -340,7 +309,4 @@ def test_main_job_runs_are_reexecutable_from_the_ui(
             assert run.status == dg.DagsterRunStatus.SUCCESS
             assert run.parent_run_id == parent and run.job_name == "run_pairs"
     finally:
-        server.terminate()
-        server.wait(timeout=60)
-        if daemon is not None:
-            stop_daemon(daemon)
+        stop_daemon(daemon)

@@ -1,19 +1,18 @@
 """The Dagster UI as a person sees it: a real dagster-webserver, headless Chromium."""
 
-import json
 import os
 import shutil
 import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import dagster as dg
 import pytest
 
 from cb_assets.config import PROJECT_ROOT
-from cb_assets_tests.support.services import free_port, require, wait_for_http
+from cb_assets_tests.support.services import require
+from cb_assets_tests.support.webserver import graphql
+from cb_assets_tests.support.webserver import webserver as webserver_at
 
 ARTIFACTS = PROJECT_ROOT / "test-artifacts"
 CHROMIUM_FLAGS = [
@@ -41,16 +40,6 @@ def chromium(url: str, tmp_path: Path, *args: str) -> str:
     return out.stdout
 
 
-def graphql(base: str, query: str) -> dict:
-    request = urllib.request.Request(
-        f"{base}/graphql",
-        data=json.dumps({"query": query}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read())
-
-
 @pytest.fixture
 def webserver(make_platform, tmp_path):
     require(
@@ -62,31 +51,10 @@ def webserver(make_platform, tmp_path):
     for setting in ("solo", "coop-comm", "coop-nocomm"):
         key = dg.MultiPartitionKey({"pair": pairs[0], "setting": setting})
         platform.materialize(["run_results"], key, raise_on_error=True)
-    port = free_port()
     env = {**os.environ, "DAGSTER_HOME": str(platform.root / "dagster")}
-    server = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "dagster-webserver"),
-            "-w",
-            "workspace.yaml",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(port),
-        ],
-        cwd=PROJECT_ROOT,
-        env=env,
-        stdout=open(tmp_path / "webserver.log", "wb"),
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_http(f"{base}/server_info", server, tmp_path / "webserver.log", 120)
+    with webserver_at(env, tmp_path / "webserver.log", 120) as base:
         graphql(base, "mutation { setNuxSeen }")  # the first-visit community dialog
         yield base, pairs
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 def test_ui_shows_the_assets_and_the_partition_grid(webserver, tmp_path) -> None:
