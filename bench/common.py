@@ -60,6 +60,13 @@ def write_experiment(logs: Path, experiment: str, pairs: list[Pair]) -> int:
     return len(pairs) * len(SETTINGS)
 
 
+def private_dir(path: Path) -> Path:
+    """A folder only this user can use (the fork server's socket must live in one)."""
+    path.mkdir(parents=True, exist_ok=True)
+    path.chmod(0o700)
+    return path
+
+
 def platform_env(tmp: Path, dataset: Path, redis_url: str, **extra_env: str) -> dict[str, str]:
     """The environment of a platform on a fresh instance and data folder under `tmp`."""
     return {
@@ -68,7 +75,7 @@ def platform_env(tmp: Path, dataset: Path, redis_url: str, **extra_env: str) -> 
         "CB_SUBSET": "bench",
         "CB_DATA_DIR": str(tmp / "platform"),
         "CB_REDIS_URL": redis_url,
-        "CB_FORKSERVER_SOCKET": str(tmp / "fork.sock"),
+        "CB_FORKSERVER_SOCKET": str(private_dir(tmp / "fork") / "fork.sock"),
         "DAGSTER_HOME": str(instance_home(tmp / "dagster")),
         **extra_env,
     }

@@ -5,7 +5,8 @@ runs of the code location in workspace.yaml — ranges of run_results partitions
 manifest and the report — to the local persistent Dagster instance (DAGSTER_HOME = the
 project root, or `<CB_DATA_DIR>/dagster-home` when CB_DATA_DIR is set), and follows them
 through its event log, a line per partition. A running Dagster daemon (`scripts/dev`)
-launches them; without one, the command starts one for as long as it runs. Every run is
+launches them; without one, the command launches them itself through the instance's run
+launcher. The runs carry the command's resource configuration as run config. Every run is
 an ordinary run of the code location: the UI shows and re-executes it.
 `cb-assets backfill` reruns exactly the partitions that failed or are missing.
 """
@@ -54,7 +55,8 @@ def main(argv: list[str] | None = None) -> None:
     again.add_argument(
         "--here",
         action="store_true",
-        help="run them now and follow them here (starting a daemon if none runs) "
+        help="run them now and follow them here (through the daemon's queue when one runs, "
+        "else launched by this command) "
         "instead of submitting a Dagster backfill",
     )
     again.add_argument("--dry-run", action="store_true", help="only list the partitions")
@@ -108,13 +110,3 @@ def _command(name: str):
     from cb_assets.cli.sql import sql
 
     return sql
-
-
-def _preflight() -> bool:
-    """The configuration checked before anything starts: a line per problem; False if any."""
-    from cb_assets.defs.runs.preflight import problems
-
-    found = problems()
-    for problem in found:
-        print(f"error: {problem}", file=sys.stderr)
-    return not found

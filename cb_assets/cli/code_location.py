@@ -14,12 +14,18 @@ from cb_assets.config import PROJECT_ROOT
 
 
 class CodeLocationClient:
-    def __init__(self, instance: dg.DagsterInstance, dispatch: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        instance: dg.DagsterInstance,
+        dispatch: Callable[[str], None],
+        run_config: Mapping[str, object],
+    ) -> None:
         from dagster._core.remote_origin import InProcessCodeLocationOrigin
         from dagster._core.workspace.load import location_origins_from_yaml_paths
 
         (origin,) = location_origins_from_yaml_paths([str(PROJECT_ROOT / "workspace.yaml")])
         self._instance, self._dispatch = instance, dispatch
+        self._run_config = dict(run_config)
         self._origin = origin
         self._location = InProcessCodeLocationOrigin(
             origin.loadable_target_origin, location_name=origin.location_name
@@ -45,7 +51,7 @@ class CodeLocationClient:
         run = self._instance.create_run(
             job_name=job_name,
             run_id=None,
-            run_config={},
+            run_config=self._run_config,
             resolved_op_selection=None,
             step_keys_to_execute=plan.step_keys_to_execute,
             op_selection=None,
@@ -66,3 +72,22 @@ class CodeLocationClient:
         )
         self._dispatch(run.run_id)
         return run.run_id
+
+
+def resource_run_config(defs: dg.Definitions) -> dict[str, object]:
+    """This process's resource configuration as run config. The runs it submits carry it,
+    so whoever launches them (a daemon started with other settings included) runs them with
+    this command's settings, and the UI shows and re-executes them with it."""
+    resources: dict[str, object] = {}
+    for key, resource in defs.resources.items():
+        if not isinstance(resource, dg.ConfigurableResource | dg.ConfigurableIOManager):
+            continue
+        fields = type(resource).model_fields
+        resources[key] = {
+            "config": {
+                field.alias or name: getattr(resource, name)
+                for name, field in fields.items()
+                if not isinstance(getattr(resource, name), dg.ConfigurableResource)
+            }
+        }
+    return {"resources": resources}

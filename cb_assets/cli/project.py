@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import dagster as dg
 
 from cb_assets import config
-from cb_assets.cli.code_location import CodeLocationClient
+from cb_assets.cli.code_location import CodeLocationClient, resource_run_config
 from cb_assets.cli.dispatch import dispatcher
 from cb_assets.cli.launch import run_job
 
@@ -77,7 +77,7 @@ def _opened(instance, how, dispatch, settings: list[str]) -> Iterator[Project | 
         print(f"error: {exc}", file=sys.stderr)
         yield None
         return
-    location = CodeLocationClient(instance, dispatch)
+    location = CodeLocationClient(instance, dispatch, resource_run_config(d))
     print(f"cb-assets: runs launched by {how}")
     first = run_job(location, instance, "register_pairs")
     if first.status != dg.DagsterRunStatus.SUCCESS:

@@ -33,8 +33,12 @@ def warm_up() -> None:
     import dagster._cli.api  # noqa: F401
     import dagster._core.execution.api  # noqa: F401
     import dagster._core.storage.sqlite_storage  # noqa: F401
+    import matplotlib
 
     from cb_assets.definitions import defs
+
+    matplotlib.use("Agg")  # the report's figures: files only
+    import matplotlib.pyplot  # noqa: F401  (a second at import, paid here once)
 
     defs()
 

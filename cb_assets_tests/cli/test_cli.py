@@ -3,12 +3,15 @@
 import json
 import os
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import dagster as dg
 import duckdb
 import pytest
 
+from cb_assets.config import PROJECT_ROOT
 from cb_assets_tests.support.cli import run_cli
 from cb_assets_tests.support.daemon import start_daemon, stop_daemon, wait_for
 from cb_assets_tests.support.platform import platform_env
@@ -310,3 +313,69 @@ def test_main_job_runs_are_reexecutable_from_the_ui(
             assert run.parent_run_id == parent and run.job_name == "run_pairs"
     finally:
         stop_daemon(daemon)
+
+
+def test_killing_a_run_worker_ends_the_command_with_that_failure(
+    tmp_path: Path, lite_dataset: Path, redis_url: str, fork_socket: Path
+) -> None:
+    """A run worker SIGKILLed mid-run (OOM, a careless kill) reports nothing; the command
+    notices, marks the run failed, prints the partition as failed and ends."""
+    import signal
+
+    dataset = make_subset_dataset(lite_dataset, tmp_path / "dataset", n_pairs=1)
+    env = cli_env(tmp_path, dataset, redis_url, fork_socket, CB_OFFLINE_AGENT_DELAY="120")
+    args = ["materialize", "--settings", "solo", "--images", "no"]
+    command = subprocess.Popen(
+        [sys.executable, "-m", "cb_assets.cli", *args],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        home = home_of(tmp_path)
+
+        def worker_pid():
+            if not (home / "dagster.yaml").exists():
+                return None
+            with dg.DagsterInstance.from_config(str(home)) as instance:
+                runs = instance.get_runs(dg.RunsFilter(job_name="run_pairs"))
+                started = [r for r in runs if r.status == dg.DagsterRunStatus.STARTED]
+                return int(started[0].tags["cb_assets/pid"]) if started else None
+
+        pid = wait_for(worker_pid, 180, "the pair-run's run worker")
+        time.sleep(2)  # inside the agent's 120 s
+        os.kill(pid, signal.SIGKILL)
+        out, err = command.communicate(timeout=90)  # well before the agent would finish
+    finally:
+        command.kill()
+    assert command.returncode == 1, out + err
+    [line] = [x for x in out.splitlines() if " FAIL " in x]
+    assert f"(pid {pid}) died without reporting" in line, out
+    assert "0/1 partitions materialized" in out
+
+
+def test_runs_through_a_running_daemon_keep_the_commands_settings(
+    tmp_path: Path, lite_dataset: Path, redis_url: str, fork_socket: Path
+) -> None:
+    """A daemon started with one agent, a command run with another: the command's runs go
+    through the daemon's queue and still run the command's agent (its resource configuration
+    travels with each run as run config)."""
+    from cb_assets.cli.dispatch import daemon_running
+    from cb_assets_tests.support.daemon import daemon_env
+
+    env, home, _ = daemon_env(tmp_path, lite_dataset, redis_url, fork_socket, n_pairs=1)
+    daemon = start_daemon(env, tmp_path / "daemon.log")  # CB_AGENT=oracle, experiment oracle
+    try:
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            wait_for(lambda: daemon_running(instance), 180, "the daemon's heartbeat")
+        mine = {**env, "CB_AGENT": "noop", "CB_EXPERIMENT": "mine"}
+        proc = run_cli(["materialize", "--settings", "solo", "--images", "no"], mine)
+        assert "the running Dagster daemon's run queue" in proc.stdout, proc.stdout
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    finally:
+        stop_daemon(daemon)
+    with duckdb.connect(str(tmp_path / "data" / "cooperbench.duckdb"), read_only=True) as conn:
+        rows = conn.execute("select run_name, agent_framework from run_results").fetchall()
+    assert rows == [("mine-solo", "noop")], rows
