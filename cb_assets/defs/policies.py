@@ -1,7 +1,11 @@
 """Policies shared by the domains: how infrastructure failures are retried, and how a
 configuration error stops a step without a retry."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import dagster as dg
+from dagster._core.errors import DagsterExecutionInterruptedError
 
 from cb_assets import config
 from cb_assets.shared.failures import CONFIG_ERROR, MAX_ATTEMPTS, Verdict, config_error_text
@@ -41,3 +45,20 @@ def config_failure(verdict: Verdict, **failure_kwargs) -> dg.Failure:
         metadata=metadata,
         **failure_kwargs,
     )
+
+
+CANCELLED = (dg.DagsterRunStatus.CANCELING, dg.DagsterRunStatus.CANCELED)
+
+
+@contextmanager
+def cancellation_ends_the_step(context: dg.AssetExecutionContext) -> Iterator[None]:
+    """Dagster retries an interrupted step under its RetryPolicy (a preempted worker deserves
+    another go). A run cancelled from the UI, or by `cb-assets` on Ctrl-C, is interrupted the
+    same way and must stop instead: the step fails, not retried."""
+    try:
+        yield
+    except (DagsterExecutionInterruptedError, KeyboardInterrupt):
+        run = context.instance.get_run_by_id(context.run.run_id)
+        if run is not None and run.status in CANCELLED:
+            raise dg.Failure(description="the run was cancelled", allow_retries=False) from None
+        raise

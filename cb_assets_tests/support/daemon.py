@@ -1,5 +1,6 @@
 """A real dagster-daemon over a platform in a temp folder with its own instance home."""
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -7,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import dagster as dg
 import pytest
 
 from cb_assets.config import PROJECT_ROOT, instance_yaml
@@ -62,3 +64,25 @@ def stop_daemon(daemon: subprocess.Popen, timeout: float = 60) -> None:
     """SIGTERM the daemon's process group (it and the processes it started), then wait."""
     os.killpg(daemon.pid, signal.SIGTERM)
     daemon.wait(timeout=timeout)
+
+
+BUSY = (
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
+)
+
+
+def busy_runs(instance: dg.DagsterInstance) -> list[dg.DagsterRun]:
+    return list(instance.get_runs(dg.RunsFilter(statuses=list(BUSY))))
+
+
+def kill_run_workers(instance: dg.DagsterInstance) -> None:
+    """SIGKILL the workers of runs still going. Workers are sessions of their own and
+    outlive the daemon by design; a test must not leave any to use the shared fork server
+    (a client of another logs root makes it hand over, and the next test's runs hear
+    "stale")."""
+    for run in busy_runs(instance):
+        with contextlib.suppress(KeyError, ValueError, ProcessLookupError):
+            os.kill(int(run.tags["cb_assets/pid"]), signal.SIGKILL)

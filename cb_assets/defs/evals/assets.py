@@ -5,7 +5,12 @@ import dagster as dg
 import pandas as pd
 
 from cb_assets.defs.evals.outcomes import eval_row, rows_to_frame
-from cb_assets.defs.policies import INFRA_RETRY, MAX_ATTEMPTS, give_up_or_retry
+from cb_assets.defs.policies import (
+    INFRA_RETRY,
+    MAX_ATTEMPTS,
+    cancellation_ends_the_step,
+    give_up_or_retry,
+)
 from cb_assets.defs.runs import attempts, claims
 from cb_assets.defs.runs.assets import run_results
 from cb_assets.defs.runs.partitions import run_partitions
@@ -37,47 +42,55 @@ def eval_results(
     """Merge and test outcome of one pair-run: `cooperbench eval` for exactly that pair (in the
     task's Docker image), or an existing eval.json ingested. Evaluation failures are classified
     like run failures: infrastructure ones are retried and never counted in pass rates."""
-    keys = context.partition_key.keys_by_dimension
-    try:
-        pair, setting = parse_pair_key(keys["pair"]), get_setting(keys["setting"])
-        pair_dir = runner.pair_dir(pair, setting.name)
-        logs_root, patterns = Path(runner.logs_dir), runner.failure_patterns()
-        if not (pair_dir / "result.json").exists():
-            raise dg.Failure(
-                description=f"no run to evaluate: {pair_dir / 'result.json'} is "
-                "missing; materialize run_results first",
-                allow_retries=False,
+    with cancellation_ends_the_step(context):
+        keys = context.partition_key.keys_by_dimension
+        try:
+            pair, setting = parse_pair_key(keys["pair"]), get_setting(keys["setting"])
+            pair_dir = runner.pair_dir(pair, setting.name)
+            logs_root, patterns = Path(runner.logs_dir), runner.failure_patterns()
+            if not (pair_dir / "result.json").exists():
+                raise dg.Failure(
+                    description=f"no run to evaluate: {pair_dir / 'result.json'} is "
+                    "missing; materialize run_results first",
+                    allow_retries=False,
+                )
+            # one evaluation of a pair at a time, numbered across processes (its logs and set-
+            # aside eval.json files are named by that number, so none overwrites another)
+            with claims.claim(
+                logs_root,
+                f"{context.partition_key}|eval",
+                wait_seconds=runner.timeout_seconds + 60,
+                on_wait=context.log.info,
+            ) as held:
+                number = held.last_attempt + 1
+                ran = config.force or not (pair_dir / "eval.json").exists()
+                if ran:
+                    held.start(number, pid=os.getpid(), dagster_run_id=context.run.run_id)
+                    _run_eval(context, runner, pair, setting, config.force, patterns, number)
+                row = eval_row(
+                    pair_dir, pair, setting, ran=ran, patterns=patterns, logs_root=logs_root
+                )
+                if row["classification"] == INFRA_ERROR:
+                    (pair_dir / "eval.json").rename(pair_dir / f"eval.infra-{number}.json")
+                if held.running is not None:
+                    held.finish()
+        except (
+            ResultFileError,
+            PairKeyError,
+            UnknownSettingError,
+            claims.PartitionBusyError,
+        ) as exc:
+            raise dg.Failure(description=str(exc), allow_retries=False) from None
+        if row["classification"] == INFRA_ERROR:
+            raise _infra(
+                context,
+                f"evaluation of {pair.key} ({setting.name}) hit an "
+                f"infrastructure error ({row['rule']}): {row['error'][:300]}",
             )
-        # one evaluation of a pair at a time, numbered across processes (its logs and set-
-        # aside eval.json files are named by that number, so none overwrites another)
-        with claims.claim(
-            logs_root,
-            f"{context.partition_key}|eval",
-            wait_seconds=runner.timeout_seconds + 60,
-            on_wait=context.log.info,
-        ) as held:
-            number = held.last_attempt + 1
-            ran = config.force or not (pair_dir / "eval.json").exists()
-            if ran:
-                held.start(number, pid=os.getpid(), dagster_run_id=context.run.run_id)
-                _run_eval(context, runner, pair, setting, config.force, patterns, number)
-            row = eval_row(pair_dir, pair, setting, ran=ran, patterns=patterns, logs_root=logs_root)
-            if row["classification"] == INFRA_ERROR:
-                (pair_dir / "eval.json").rename(pair_dir / f"eval.infra-{number}.json")
-            if held.running is not None:
-                held.finish()
-    except (ResultFileError, PairKeyError, UnknownSettingError, claims.PartitionBusyError) as exc:
-        raise dg.Failure(description=str(exc), allow_retries=False) from None
-    if row["classification"] == INFRA_ERROR:
-        raise _infra(
-            context,
-            f"evaluation of {pair.key} ({setting.name}) hit an "
-            f"infrastructure error ({row['rule']}): {row['error'][:300]}",
+        context.add_output_metadata(
+            {"ran": ran, "outcome": row["outcome"], "merge": row["merge_status"] or "n/a"}
         )
-    context.add_output_metadata(
-        {"ran": ran, "outcome": row["outcome"], "merge": row["merge_status"] or "n/a"}
-    )
-    return rows_to_frame([row])
+        return rows_to_frame([row])
 
 
 def _run_eval(

@@ -12,6 +12,7 @@ from cb_assets.defs.images.partitions import task_key
 from cb_assets.defs.policies import (
     INFRA_RETRY,
     MAX_ATTEMPTS,
+    cancellation_ends_the_step,
     config_failure,
     give_up_or_retry,
     is_last_attempt,
@@ -484,51 +485,54 @@ def run_results(
     end up failed on their own.
     """
     tag_current_process(context)
-    db_path = duckdb.path
-    problem = preflight.agent_problem(runner.agent) or preflight.patterns_problem(
-        runner.failure_patterns_file
-    )
-    if problem:  # every pair-run would fail the same way: run none
-        raise dg.Failure(description=f"{CONFIG_ERROR_PREFIX} {problem}", allow_retries=False)
-    patterns = runner.failure_patterns()
-    keys = list(context.partition_keys)
-    # a retry of the step reruns only what the earlier attempts did not record
-    done = (
-        set(materialized_by_run(context.instance, context.run.run_id))
-        if context.retry_number
-        else set()
-    )
-    todo = [key for key in keys if key not in done]
-    known = _Known.read(db_path, todo)
-    # One line per step, not per pair: every event costs the SQLite event log ~10 ms.
-    if todo:
-        span = todo[0] if len(todo) == 1 else f"{todo[0]} … {todo[-1]}"
-        context.log.info(f"{len(todo)} pair-run(s) with {runner.agent}, one after another: {span}")
-    failures: dict[str, Exception] = {}
-    recorded: dict[str, dict] = {}
-    for i, key in enumerate(todo):
-        try:
-            recorded[key] = _materialize_partition(
-                context, runner, db_path, key, config.force, patterns, known
-            )
-        except (InfrastructureFailure, dg.Failure) as exc:
-            failures[key] = exc
-            cause = config_error_cause(str(getattr(exc, "description", None) or exc))
-            if cause:  # the rest would fail the same way: stop here
-                for rest in todo[i + 1 :]:
-                    failures[rest] = dg.Failure(f"{cause} (not run: stopped after {key})")
-                break
-            continue
-        if len(keys) > 1:
-            context.log_event(
-                dg.AssetMaterialization(RUN_RESULTS, partition=key, metadata=recorded[key])
-            )
-    attempted = len(failures) + sum(bool(metadata["ran"]) for metadata in recorded.values())
-    if attempted:
-        context.log_event(
-            dg.AssetMaterialization("run_attempts", metadata={"attempts_recorded": attempted})
+    with cancellation_ends_the_step(context):
+        db_path = duckdb.path
+        problem = preflight.agent_problem(runner.agent) or preflight.patterns_problem(
+            runner.failure_patterns_file
         )
-    if failures:
-        raise _batch_failure(failures, len(keys))
-    if len(keys) == 1 and recorded:
-        yield dg.MaterializeResult(metadata=recorded[keys[0]])
+        if problem:  # every pair-run would fail the same way: run none
+            raise dg.Failure(description=f"{CONFIG_ERROR_PREFIX} {problem}", allow_retries=False)
+        patterns = runner.failure_patterns()
+        keys = list(context.partition_keys)
+        # a retry of the step reruns only what the earlier attempts did not record
+        done = (
+            set(materialized_by_run(context.instance, context.run.run_id))
+            if context.retry_number
+            else set()
+        )
+        todo = [key for key in keys if key not in done]
+        known = _Known.read(db_path, todo)
+        # One line per step, not per pair: every event costs the SQLite event log ~10 ms.
+        if todo:
+            span = todo[0] if len(todo) == 1 else f"{todo[0]} … {todo[-1]}"
+            context.log.info(
+                f"{len(todo)} pair-run(s) with {runner.agent}, one after another: {span}"
+            )
+        failures: dict[str, Exception] = {}
+        recorded: dict[str, dict] = {}
+        for i, key in enumerate(todo):
+            try:
+                recorded[key] = _materialize_partition(
+                    context, runner, db_path, key, config.force, patterns, known
+                )
+            except (InfrastructureFailure, dg.Failure) as exc:
+                failures[key] = exc
+                cause = config_error_cause(str(getattr(exc, "description", None) or exc))
+                if cause:  # the rest would fail the same way: stop here
+                    for rest in todo[i + 1 :]:
+                        failures[rest] = dg.Failure(f"{cause} (not run: stopped after {key})")
+                    break
+                continue
+            if len(keys) > 1:
+                context.log_event(
+                    dg.AssetMaterialization(RUN_RESULTS, partition=key, metadata=recorded[key])
+                )
+        attempted = len(failures) + sum(bool(metadata["ran"]) for metadata in recorded.values())
+        if attempted:
+            context.log_event(
+                dg.AssetMaterialization("run_attempts", metadata={"attempts_recorded": attempted})
+            )
+        if failures:
+            raise _batch_failure(failures, len(keys))
+        if len(keys) == 1 and recorded:
+            yield dg.MaterializeResult(metadata=recorded[keys[0]])

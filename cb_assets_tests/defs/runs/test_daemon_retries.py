@@ -15,7 +15,14 @@ from cb_assets.config import PROJECT_ROOT
 from cb_assets.defs.runs.partitions import partitions_needing_runs
 from cb_assets.shared.settings import SETTING_NAMES
 from cb_assets_tests.support.cli import run_cli
-from cb_assets_tests.support.daemon import daemon_env, start_daemon, stop_daemon, wait_for
+from cb_assets_tests.support.daemon import (
+    busy_runs,
+    daemon_env,
+    kill_run_workers,
+    start_daemon,
+    stop_daemon,
+    wait_for,
+)
 from cb_assets_tests.support.faults import RATES, run_key, seed_with_every_fault
 
 REAPED = "died without reporting"
@@ -127,7 +134,9 @@ def test_backfill_with_slow_retries_reaps_only_the_killed_run(
         wait_for(reaped, 120, "the reaper to mark the killed run failed")
         again.send_signal(signal.SIGINT)  # Ctrl-C: its other runs are cancelled
         assert again.wait(timeout=120) != 0
+        wait_for(lambda: not busy_runs(instance), 120, "the command's runs to be cancelled")
     finally:
         if again.poll() is None:
             again.kill()
         stop_daemon(daemon)
+        kill_run_workers(instance)
