@@ -333,12 +333,15 @@ def test_killing_a_run_worker_ends_the_command_with_that_failure(
         stderr=subprocess.PIPE,
         text=True,
     )
+    seen = []
     try:
         home = home_of(tmp_path)
+        for line in command.stdout:  # the instance's storage exists once the pairs are in:
+            seen.append(line)  # opening it earlier races the command creating its schema
+            if "run_results partitions" in line:
+                break
 
         def worker_pid():
-            if not (home / "dagster.yaml").exists():
-                return None
             with dg.DagsterInstance.from_config(str(home)) as instance:
                 runs = instance.get_runs(dg.RunsFilter(job_name="run_pairs"))
                 started = [r for r in runs if r.status == dg.DagsterRunStatus.STARTED]
@@ -348,6 +351,7 @@ def test_killing_a_run_worker_ends_the_command_with_that_failure(
         time.sleep(2)  # inside the agent's 120 s
         os.kill(pid, signal.SIGKILL)
         out, err = command.communicate(timeout=90)  # well before the agent would finish
+        out = "".join(seen) + out
     finally:
         command.kill()
     assert command.returncode == 1, out + err
@@ -366,10 +370,10 @@ def test_runs_through_a_running_daemon_keep_the_commands_settings(
     from cb_assets_tests.support.daemon import daemon_env
 
     env, home, _ = daemon_env(tmp_path, lite_dataset, redis_url, fork_socket, n_pairs=1)
+    instance = dg.DagsterInstance.from_config(str(home))  # its storage, before the daemon's
     daemon = start_daemon(env, tmp_path / "daemon.log")  # CB_AGENT=oracle, experiment oracle
     try:
-        with dg.DagsterInstance.from_config(str(home)) as instance:
-            wait_for(lambda: daemon_running(instance), 180, "the daemon's heartbeat")
+        wait_for(lambda: daemon_running(instance), 180, "the daemon's heartbeat")
         mine = {**env, "CB_AGENT": "noop", "CB_EXPERIMENT": "mine"}
         proc = run_cli(["materialize", "--settings", "solo", "--images", "no"], mine)
         assert "the running Dagster daemon's run queue" in proc.stdout, proc.stdout
