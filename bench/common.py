@@ -76,16 +76,21 @@ def platform_env(tmp: Path, dataset: Path, redis_url: str, **extra_env: str) -> 
         "CB_DATA_DIR": str(tmp / "platform"),
         "CB_REDIS_URL": redis_url,
         "CB_FORKSERVER_SOCKET": str(private_dir(tmp / "fork") / "fork.sock"),
-        "DAGSTER_HOME": str(instance_home(tmp / "dagster")),
+        "DAGSTER_HOME": extra_env.get("DAGSTER_HOME") or str(instance_home(tmp / "dagster")),
         **extra_env,
     }
 
 
 def run_main_job(
-    tmp: Path, dataset: Path, redis_url: str, concurrency: int, **extra_env: str
+    tmp: Path,
+    dataset: Path,
+    redis_url: str,
+    concurrency: int,
+    cwd: Path | None = None,
+    **extra_env: str,
 ) -> tuple[str, float]:
-    """`cb-assets materialize` on a fresh instance and data folder under `tmp`: its output
-    and its wall time."""
+    """`cb-assets materialize` (run from `cwd`) on a fresh instance and data folder under
+    `tmp`: its output and its wall time."""
     env = platform_env(tmp, dataset, redis_url, **extra_env)
     start = time.perf_counter()
     out = subprocess.run(
@@ -99,6 +104,7 @@ def run_main_job(
             "--concurrency",
             str(concurrency),
         ],
+        cwd=cwd,
         env=env,
         check=True,
         capture_output=True,

@@ -22,7 +22,6 @@ measured in the same run, and the cli path <= 1.5 x bare.
 
 import argparse
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -38,6 +37,7 @@ from bench.common import (
 from bench.overhead import bare_upstream
 from cb_assets.cli.dispatch import daemon_running
 from cb_assets.config import PROJECT_ROOT
+from cb_assets_tests.support.cli import run_cli
 from cb_assets_tests.support.daemon import start_daemon, stop_daemon
 
 
@@ -53,27 +53,16 @@ def start_warm_daemon(env: dict, log: Path) -> subprocess.Popen:
     return daemon
 
 
-def cli(args: list[str], env: dict) -> str:
-    out = subprocess.run(
-        [sys.executable, "-m", "cb_assets.cli", *args],
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return out.stdout
-
-
 def backfill_path(tmp: Path, dataset: Path, redis_url: str) -> tuple[float, float, int]:
     """(seconds from submission to the last partition, seconds until its first run, runs)."""
     env = platform_env(tmp, dataset, redis_url)
-    cli(["backfill", "--missing", "--dry-run"], env)  # registers the pairs
+    run_cli(["backfill", "--missing", "--dry-run"], env).check_returncode()  # registers pairs
     daemon = start_warm_daemon(env, tmp / "daemon-backfill.log")
     try:
         with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
             wanted = len(instance.get_dynamic_partitions("pairs")) * 3
             start = time.perf_counter()
-            cli(["backfill", "--missing"], env)
+            run_cli(["backfill", "--missing"], env).check_returncode()
             first_run = None
             while True:
                 runs = [r for r in instance.get_runs() if "dagster/backfill" in r.tags]
@@ -109,30 +98,16 @@ def main_job_before(
             "  pools:\n    default_limit: 4\n    granularity: op\n"
             "telemetry:\n  enabled: false\n"
         )
-        env = {
-            **platform_env(tmp / "before", dataset, redis_url),
-            "DAGSTER_HOME": str(home),
-            "PYTHONPATH": str(tree),  # its cb_assets before the installed one
-        }
-        start = time.perf_counter()
-        out = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "cb_assets.cli",
-                "materialize",
-                "--images",
-                "no",
-                "--concurrency",
-                str(concurrency),
-            ],
+        out, wall = run_main_job(
+            tmp / "before",
+            dataset,
+            redis_url,
+            concurrency,
             cwd=tree,
-            env=env,
-            check=True,
-            capture_output=True,
-            text=True,
+            DAGSTER_HOME=str(home),
+            PYTHONPATH=str(tree),  # its cb_assets before the installed one
         )
-        return time.perf_counter() - start, partition_phase(out.stdout)[2]
+        return wall, partition_phase(out)[2]
     finally:
         subprocess.run(
             ["git", "worktree", "remove", "--force", str(tree)], cwd=PROJECT_ROOT, check=False

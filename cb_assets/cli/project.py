@@ -3,7 +3,7 @@
 import contextlib
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import dagster as dg
@@ -58,7 +58,9 @@ def open_project(settings: list[str], *, start_runners: bool) -> Iterator[Projec
         yield from _opened(instance, how, dispatch, settings)
 
 
-def _opened(instance, how, dispatch, settings: list[str]) -> Iterator[Project | None]:
+def _opened(
+    instance: dg.DagsterInstance, how: str, dispatch: Callable[[str], None], settings: list[str]
+) -> Iterator[Project | None]:
     from cb_assets.definitions import defs
     from cb_assets.defs.runs.resources import RedisUnavailableError
     from cb_assets.run_launcher.liveness import fail_dead_runs
