@@ -32,20 +32,19 @@ def daemon_running(instance: dg.DagsterInstance) -> bool:
 @contextlib.contextmanager
 def dispatcher(instance: dg.DagsterInstance) -> Iterator[tuple[str, Callable[[str], None]]]:
     """(how runs are launched, a function that sends a created run on its way)."""
-    from dagster._core.run_coordinator import QueuedRunCoordinator, SubmitRunContext
+    from dagster._core.run_coordinator import QueuedRunCoordinator
 
-    if daemon_running(instance):
-
-        def submit(run_id: str) -> None:
-            run = instance.get_run_by_id(run_id)
-            instance.run_coordinator.submit_run(SubmitRunContext(run, workspace=None))
-
-        yield "the running Dagster daemon's run queue", submit
+    if daemon_running(instance):  # the queue it drains: the UI's runs wait there too
+        yield (
+            "the running Dagster daemon's run queue",
+            lambda run_id: instance.submit_run(run_id, None),
+        )
         return
-    if not isinstance(instance.run_coordinator, QueuedRunCoordinator):
-        how = "the instance's run coordinator"
-    else:
+    if isinstance(instance.run_coordinator, QueuedRunCoordinator):  # no daemon drains it
         how = "this command, through the instance's run launcher (no daemon is running)"
+        send = instance.launch_run
+    else:
+        how, send = "the instance's run coordinator", instance.submit_run
     prestart = getattr(instance.run_launcher, "prestart", None)
     if prestart is not None:
         prestart()  # the warm process starts while the rest sets up
@@ -53,14 +52,7 @@ def dispatcher(instance: dg.DagsterInstance) -> Iterator[tuple[str, Callable[[st
         workspace = None
         if getattr(instance.run_launcher, "needs_workspace", True):
             workspace = stack.enter_context(_workspace(instance))  # e.g. Dagster's default
-
-        def launch(run_id: str) -> None:
-            if isinstance(instance.run_coordinator, QueuedRunCoordinator):
-                instance.launch_run(run_id, workspace)
-            else:
-                instance.submit_run(run_id, workspace)
-
-        yield how, launch
+        yield how, lambda run_id: send(run_id, workspace)
 
 
 @contextlib.contextmanager
