@@ -15,7 +15,6 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 LAUNCHERS = ("forkserver", "subprocess")
-BACKENDS = ("docker", "modal", "gcp")
 REDIS_URL_VAR = "CB_REDIS_URL"  # also how the runner hands the URL to a cooperbench child
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379"
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
@@ -79,16 +78,33 @@ def subset() -> str:
     return os.environ.get("CB_SUBSET", "lite")
 
 
-def agent() -> str:
-    return os.environ.get("CB_AGENT", "oracle")
+def experiments_file() -> Path:
+    """The experiment registry (experiments.yaml at the project root)."""
+    return _path("CB_EXPERIMENTS", PROJECT_ROOT / "experiments.yaml")
 
 
-def model() -> str:
-    return os.environ.get("CB_MODEL", "oracle")
+def experiment() -> str | None:
+    """The experiment runs default to: a name in the registry; its first entry when unset."""
+    return _value("CB_EXPERIMENT")
 
 
-def experiment() -> str:
-    return os.environ.get("CB_EXPERIMENT", agent())
+# Read before the registry existed; a set one now says where its setting went.
+RETIRED = {
+    "CB_AGENT": "agent",
+    "CB_MODEL": "model",
+    "CB_AGENT_CONFIG": "agent_config",
+    "CB_BACKEND": "backend",
+}
+
+
+def retired_variables() -> list[str]:
+    """One line per retired variable that is set: experiments.yaml holds it now."""
+    return [
+        f"{var}={os.environ[var]!r}: no longer read; set `{key}:` of an experiment in "
+        f"{experiments_file()} and pick it with --experiment or CB_EXPERIMENT"
+        for var, key in RETIRED.items()
+        if _value(var)
+    ]
 
 
 def redis_url() -> str:
@@ -104,15 +120,6 @@ def redis_url_if_set() -> str | None:
 def launcher() -> str:
     """How pair-runs start: `forkserver` (default) or `subprocess`."""
     return _choice("CB_LAUNCHER", "forkserver", LAUNCHERS)
-
-
-def backend() -> str:
-    """Upstream's --backend for agent sandboxes: `docker` (default), `modal` or `gcp`."""
-    return _choice("CB_BACKEND", "docker", BACKENDS)
-
-
-def agent_config() -> str | None:
-    return os.environ.get("CB_AGENT_CONFIG") or None
 
 
 def external_agent_modules() -> list[str]:

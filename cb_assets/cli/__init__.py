@@ -9,6 +9,8 @@ launches them; without one, the command launches them itself through the instanc
 launcher. The runs carry the command's resource configuration as run config. Every run is
 an ordinary run of the code location: the UI shows and re-executes it.
 `cb-assets backfill` reruns exactly the partitions that failed or are missing.
+`cb-assets import` brings in a run directory the upstream runner wrote elsewhere.
+Every command works on one experiment of the registry (experiments.yaml): `--experiment`.
 """
 
 import argparse
@@ -62,11 +64,16 @@ def main(argv: list[str] | None = None) -> None:
     again.add_argument("--dry-run", action="store_true", help="only list the partitions")
     for sub in (run, again):
         sub.add_argument(
+            "--experiment",
+            help="the experiment of experiments.yaml to run (default: CB_EXPERIMENT, else the "
+            "registry's first)",
+        )
+        sub.add_argument(
             "--settings",
             "--setting",
             nargs="+",
             choices=SETTING_NAMES,
-            help="only these settings (default: all three)",
+            help="only these of the experiment's settings (default: all of them)",
         )
         sub.add_argument(
             "--concurrency",
@@ -74,11 +81,27 @@ def main(argv: list[str] | None = None) -> None:
             default=4,
             help="partitions materialized at once (default: 4)",
         )
+    bring = commands.add_parser(
+        "import", help="bring in a run directory written by the upstream runner (never rerun)"
+    )
+    bring.add_argument("run_dir", help="the upstream run folder: the one holding config.json")
+    bring.add_argument(
+        "--experiment",
+        required=True,
+        help="the experiment it belongs to (registered from its config.json when new)",
+    )
+    bring.add_argument("--setting", required=True, choices=SETTING_NAMES, help="its setting")
+    bring.add_argument("--repeat", type=int, default=1, help="which repeat it is (default 1)")
+    bring.add_argument(
+        "--replace",
+        action="store_true",
+        help="replace pair folders imported earlier whose files differ (default: refuse)",
+    )
     ask = commands.add_parser("sql", help="query the DuckDB file, safely while runs write")
     ask.add_argument("query", help='SQL, e.g. "select * from pass_rate_by_setting"')
     ask.add_argument("--csv", action="store_true", help="CSV instead of a table")
     args = parser.parse_args(argv)
-    if args.command != "sql" and not _preflight():
+    if args.command in ("materialize", "backfill") and not _preflight(args.experiment):
         sys.exit(2)
     try:
         code = _command(args.command)(args)
@@ -88,11 +111,11 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(code)
 
 
-def _preflight() -> bool:
+def _preflight(experiment: str | None) -> bool:
     """The configuration checked before anything starts: a line per problem; False if any."""
     from cb_assets.defs.runs.preflight import problems
 
-    found = problems()
+    found = problems(experiment)
     for problem in found:
         print(f"error: {problem}", file=sys.stderr)
     return not found
@@ -107,6 +130,10 @@ def _command(name: str):
         from cb_assets.cli.backfill import backfill
 
         return backfill
+    if name == "import":
+        from cb_assets.cli.import_run import import_run
+
+        return import_run
     from cb_assets.cli.sql import sql
 
     return sql

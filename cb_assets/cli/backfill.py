@@ -6,23 +6,21 @@ import time
 import dagster as dg
 
 from cb_assets.cli.launch import materialize_partitions
-from cb_assets.cli.materialize import finish
+from cb_assets.cli.materialize import chosen_experiment, experiment_keys, finish
 from cb_assets.cli.project import open_project, stop_fork_server
 from cb_assets.defs.runs.partitions import RUN_RESULTS, partitions_needing_runs
-from cb_assets.shared.partition_keys import partition_key
-from cb_assets.shared.settings import SETTING_NAMES
 
 
 def backfill(args: argparse.Namespace) -> int:
     failed_too, missing_too = args.failed, args.missing
     if not (failed_too or missing_too):
         failed_too = missing_too = True
-    settings = args.settings or list(SETTING_NAMES)
+    experiment, settings = chosen_experiment(args)
     try:
         with open_project(settings, start_runners=args.here) as project:
             if project is None:
                 return 2
-            keys = [partition_key(p, s) for p in project.pairs for s in settings]
+            keys = experiment_keys(experiment, settings, project.pairs)
             chosen = partitions_needing_runs(
                 project.instance, keys, failed=failed_too, missing=missing_too
             )
@@ -44,14 +42,18 @@ def backfill(args: argparse.Namespace) -> int:
                 )
                 started = time.monotonic()
                 failed = materialize_partitions(
-                    project.location, project.instance, list(chosen), args.concurrency
+                    project.location,
+                    project.instance,
+                    list(chosen),
+                    args.concurrency,
+                    tags={"experiment": experiment.name},
                 )
-                return finish(project, started, list(chosen), failed)
+                return finish(project, experiment.name, started, list(chosen), failed)
             backfill_id = submit_backfill(
                 project.instance,
                 project.defs,
                 list(chosen),
-                title=f"cb-assets backfill: {what} partitions",
+                title=f"cb-assets backfill: {what} partitions of {experiment.name}",
             )
             print(
                 f"cb-assets: launched backfill {backfill_id} of {len(chosen)} {what} partitions;"

@@ -17,7 +17,7 @@ def note_for(asset: str, metadata: dict) -> str:
     if asset == "task_images":
         return f"{'pulled' if metadata['pulled'].value else 'present'}: {metadata['probe'].value}"
     how = "ran" if metadata["ran"].value else "ingested"
-    return f"{how}: {metadata['classification'].value}"
+    return f"{how}: {metadata['outcome'].value}"
 
 
 def failure_reasons(instance: dg.DagsterInstance, run: dg.DagsterRun, keys: list[str]) -> dict:

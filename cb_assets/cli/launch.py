@@ -14,7 +14,7 @@ from cb_assets.cli.code_location import CodeLocationClient
 from cb_assets.cli.follow import RunFollower
 from cb_assets.defs.runs.batches import BatchQueue, segments
 from cb_assets.shared.failures import config_error_cause
-from cb_assets.shared.settings import SETTING_NAMES
+from cb_assets.shared.partition_keys import SEPARATOR
 
 JOB_FOR_ASSET = {
     "run_results": "run_pairs",
@@ -40,16 +40,18 @@ def materialize_partitions(
     keys: list[str],
     concurrency: int,
     asset: str = "run_results",
+    tags: Mapping[str, str] | None = None,
 ) -> list[str]:
     """Materialize `keys` of `asset` in runs of the code location, `concurrency` of them in
     flight; print a line per partition; return the failed keys.
 
-    run_results partitions go several to a run (a range of pairs of one setting, sized by
+    run_results partitions go several to a run (a range of pairs of one arm, sized by
     cb_assets.defs.runs.batches); the other assets' partitions one per run. A config error stops
     further launches: every further pair-run would fail the same way."""
     if asset == "run_results":
         pairs = instance.get_dynamic_partitions("pairs")
-        queue = BatchQueue(segments(keys, pairs, SETTING_NAMES), concurrency)
+        arms = list(dict.fromkeys(key.partition(SEPARATOR)[0] for key in keys))
+        queue = BatchQueue(segments(keys, pairs, arms), concurrency)
     else:
         queue = BatchQueue([[k] for k in keys], concurrency, cap=1)
     follower = RunFollower(instance, asset, keys)
@@ -57,10 +59,11 @@ def materialize_partitions(
     try:
         while True:
             while stop is None and follower.active < concurrency and (batch := queue.next()):
-                tags: Mapping[str, str] = (
+                which = (
                     range_tags(batch[0], batch[-1]) if len(batch) > 1 else partition_tags(batch[0])
                 )
-                follower.add(location.submit(JOB_FOR_ASSET[asset], {**LAUNCHED_BY, **tags}), batch)
+                run_tags = {**LAUNCHED_BY, **(tags or {}), **which}
+                follower.add(location.submit(JOB_FOR_ASSET[asset], run_tags), batch)
             if not follower.active:
                 break
             time.sleep(POLL_SECONDS)
@@ -78,9 +81,14 @@ def materialize_partitions(
     return list(follower.failed)
 
 
-def run_job(location: CodeLocationClient, instance: dg.DagsterInstance, job: str) -> dg.DagsterRun:
+def run_job(
+    location: CodeLocationClient,
+    instance: dg.DagsterInstance,
+    job: str,
+    tags: Mapping[str, str] | None = None,
+) -> dg.DagsterRun:
     """Run an unpartitioned job of the code location to its end."""
-    run_id = location.submit(job, LAUNCHED_BY)
+    run_id = location.submit(job, {**LAUNCHED_BY, **(tags or {})})
     try:
         while True:
             run = instance.get_run_by_id(run_id)

@@ -1,4 +1,4 @@
-"""`cb-assets materialize`: the whole experiment, then the manifest and the report."""
+"""`cb-assets materialize`: one whole experiment, then its manifest and its report."""
 
 import argparse
 import sys
@@ -9,41 +9,72 @@ import dagster as dg
 from cb_assets import config
 from cb_assets.cli.launch import materialize_partitions, run_job
 from cb_assets.cli.project import Project, open_project, stop_fork_server
+from cb_assets.shared.experiments import Experiment, load_registry
 from cb_assets.shared.partition_keys import partition_key
-from cb_assets.shared.settings import SETTING_NAMES
+
+
+def chosen_experiment(args: argparse.Namespace) -> tuple[Experiment, list[str]]:
+    """The experiment a command works on, and its settings the command narrows to."""
+    registry = load_registry(config.experiments_file())
+    experiment = registry.get(args.experiment or config.experiment() or registry.default.name)
+    wanted = args.settings or list(experiment.settings)
+    unknown = [s for s in wanted if s not in experiment.settings]
+    if unknown:
+        raise config.ConfigError(
+            f"{registry.path}: experiment {experiment.name!r} has no setting "
+            f"{', '.join(unknown)} (it has {', '.join(experiment.settings)})"
+        )
+    return experiment, wanted
+
+
+def experiment_keys(experiment: Experiment, settings: list[str], pairs: list[str]) -> list[str]:
+    """The run_results partitions of `experiment` in `settings` over `pairs`, arm by arm."""
+    return [partition_key(arm.key, p) for arm in experiment.arms(settings) for p in pairs]
 
 
 def materialize(args: argparse.Namespace) -> int:
-    settings = args.settings or list(SETTING_NAMES)
+    experiment, settings = chosen_experiment(args)
     try:
         with open_project(settings, start_runners=True) as project:
             if project is None:
                 return 2
-            return _materialize(project, args, settings)
+            return _materialize(project, args, experiment, settings)
     finally:
         stop_fork_server()
 
 
-def _materialize(project: Project, args: argparse.Namespace, settings: list[str]) -> int:
+def _materialize(
+    project: Project, args: argparse.Namespace, experiment: Experiment, settings: list[str]
+) -> int:
     pairs = project.pairs[: args.pairs] if args.pairs else project.pairs
     image_failures = _task_images(project, args)
     if image_failures is None:
         return 2
-    keys = [partition_key(p, s) for p in pairs for s in settings]
+    keys = experiment_keys(experiment, settings, pairs)
     print(
-        f"cb-assets: {len(keys)} run_results partitions ({len(pairs)} pairs x "
-        f"{len(settings)} settings), agent {project.defs.resources['runner'].agent}, "
-        f"{args.concurrency} at a time"
+        f"cb-assets: experiment {experiment.name} ({experiment.agent}, {experiment.model}): "
+        f"{len(keys)} run_results partitions ({len(pairs)} pairs x {len(settings)} settings"
+        f" x {experiment.repeats} repeats), {args.concurrency} at a time"
     )
     started = time.monotonic()
-    failed = materialize_partitions(project.location, project.instance, keys, args.concurrency)
+    tags = {"experiment": experiment.name}
+    failed = materialize_partitions(
+        project.location, project.instance, keys, args.concurrency, tags=tags
+    )
     if args.evals:
         done = [k for k in keys if k not in failed]
         print(f"cb-assets: evaluating {len(done)} pair-runs with cooperbench eval")
         failed += materialize_partitions(
-            project.location, project.instance, done, min(args.concurrency, 2), "eval_results"
+            project.location,
+            project.instance,
+            done,
+            min(args.concurrency, 2),
+            "eval_results",
+            tags=tags,
         )
-    return finish(project, started, keys, failed + image_failures, analysis=args.evals)
+    return finish(
+        project, experiment.name, started, keys, failed + image_failures, analysis=args.evals
+    )
 
 
 def _task_images(project: Project, args: argparse.Namespace) -> list[str] | None:
@@ -69,11 +100,17 @@ def _task_images(project: Project, args: argparse.Namespace) -> list[str] | None
 
 
 def finish(
-    project: Project, started: float, keys: list[str], failed: list[str], analysis: bool = False
+    project: Project,
+    experiment: str,
+    started: float,
+    keys: list[str],
+    failed: list[str],
+    analysis: bool = False,
 ) -> int:
-    """The manifest and the report (and the analysis), then the summary lines."""
+    """The experiment's manifest and report (and the analysis), then the summary lines."""
     instance = project.instance
-    final = run_job(project.location, instance, "refresh_reports")
+    # the run tag narrows the refresh to this experiment: the others' files stay as they are
+    final = run_job(project.location, instance, "refresh_reports", {"experiment": experiment})
     ok = final.status == dg.DagsterRunStatus.SUCCESS
     if analysis:
         ok = (
@@ -89,8 +126,9 @@ def finish(
         f"cb-assets: {len(keys) - len(failed)}/{len(keys)} partitions materialized in "
         f"{time.monotonic() - started:.1f}s; {len(failed)} failed"
     )
-    print(f"cb-assets: manifest {config.data_dir() / 'results-manifest.json'}")
-    print(f"cb-assets: report   {config.data_dir() / 'verification-report.md'} (score {score})")
+    files = project.defs.resources["report_files"]
+    print(f"cb-assets: manifest {files.manifest(experiment)}")
+    print(f"cb-assets: report   {files.report(experiment)} (score {score})")
     if not ok:
         print(
             f"cb-assets: the report run {final.run_id} did not succeed; see it in the UI",

@@ -12,6 +12,7 @@ from cb_assets import config
 from cb_assets.cli.code_location import CodeLocationClient, resource_run_config
 from cb_assets.cli.dispatch import dispatcher
 from cb_assets.cli.launch import run_job
+from cb_assets.shared.experiments import Registry
 
 
 def use_project_instance() -> None:
@@ -27,6 +28,7 @@ class Project:
     instance: dg.DagsterInstance
     location: CodeLocationClient
     pairs: list[str]
+    registry: Registry
 
 
 def _start_fork_server() -> None:
@@ -63,19 +65,25 @@ def _opened(
 ) -> Iterator[Project | None]:
     from cb_assets.definitions import defs
     from cb_assets.defs.runs.resources import RedisUnavailableError
+    from cb_assets.defs.runs.upgrade import upgrade
     from cb_assets.run_launcher.liveness import fail_dead_runs
     from cb_assets.shared.dataset import DatasetError
+    from cb_assets.shared.experiments import RegistryError
+    from cb_assets.shared.settings import get_setting
 
     d = defs()
     runner = d.resources["runner"]
     print(f"cb-assets: instance {instance.root_directory}, DuckDB {config.duckdb_path()}")
     for run_id in fail_dead_runs(instance):
         print(f"cb-assets: run {run_id} had died without reporting; marked it failed")
-    try:  # the two mistakes a user makes first, each reported in one line
+    try:  # the mistakes a user makes first, each reported in one line
+        registry = runner.experiments.load()
         pairs = [p.key for p in runner.dataset.pairs()]
-        if "coop-comm" in settings:
+        if any(get_setting(s).messaging for s in settings):
             runner.check_redis()
-    except (DatasetError, RedisUnavailableError) as exc:
+        for line in upgrade(instance, config.duckdb_path()):
+            print(f"cb-assets: upgraded from an earlier release: {line}")
+    except (DatasetError, RedisUnavailableError, RegistryError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         yield None
         return
@@ -89,4 +97,4 @@ def _opened(
         print(f"error: registering the pairs failed (run {first.run_id}): {why}", file=sys.stderr)
         yield None
         return
-    yield Project(d, instance, location, pairs)
+    yield Project(d, instance, location, pairs, registry)

@@ -1,4 +1,4 @@
-"""The `cooperbench run` command line for one pair in one setting.
+"""The `cooperbench run` command line for one pair in one arm (experiment, setting, repeat).
 
 The Redis URL (which may hold a password) is not on the command line, which every user of
 the machine can read in /proc/<pid>/cmdline: `run_env` puts it in the child's environment
@@ -10,14 +10,14 @@ from pathlib import Path
 
 from cb_assets.config import REDIS_URL_VAR
 from cb_assets.shared.dataset import Pair
-from cb_assets.shared.settings import get_setting, run_name_for
+from cb_assets.shared.partition_keys import Arm
+from cb_assets.shared.settings import get_setting
 
 
 @dataclass(frozen=True)
 class RunSpec:
     """Everything that decides what upstream runs and where it writes."""
 
-    experiment: str
     agent: str
     model: str
     dataset_dir: Path
@@ -25,29 +25,31 @@ class RunSpec:
     redis_url: str
     agent_config: Path | None = None
     backend: str = "docker"  # upstream's --backend: where agents' sandboxes run
+    team_flags: tuple[str, ...] = ()  # team's ablation switches (--team-no-…)
 
 
-def pair_log_dir(spec: RunSpec, pair: Pair, setting: str) -> Path:
-    """Where upstream writes a pair: `<logs>/<run_name>/<solo|coop>/<repo>/<task>/f<a>_f<b>`."""
-    upstream = get_setting(setting).upstream
-    run_name = run_name_for(spec.experiment, setting)
-    return spec.logs_dir / run_name / upstream / pair.repo / str(pair.task_id) / pair.features_dir
+def pair_log_dir(logs_dir: Path, pair: Pair, arm: Arm) -> Path:
+    """Where upstream writes a pair: `<logs>/<run_name>/<subtree>/<repo>/<task>/f<a>_f<b>`."""
+    upstream = get_setting(arm.setting).upstream
+    return logs_dir / arm.run_name / upstream / pair.repo / str(pair.task_id) / pair.features_dir
 
 
-def _one_pair(command: str, spec: RunSpec, pair: Pair, setting: str) -> list[str]:
-    """The arguments that select exactly this pair of this setting's run."""
+def _one_pair(command: str, spec: RunSpec, pair: Pair, arm: Arm) -> list[str]:
+    """The arguments that select exactly this pair of this arm's run."""
     return [
-        command, "--name", run_name_for(spec.experiment, setting),
+        command, "--name", arm.run_name,
         "-r", pair.repo, "-t", str(pair.task_id), "-f", f"{pair.feature_a},{pair.feature_b}",
         "--concurrency", "1", "--backend", spec.backend,
         "--log-dir", str(spec.logs_dir), "--dataset-dir", str(spec.dataset_dir),
     ]  # fmt: skip
 
 
-def run_argv(spec: RunSpec, pair: Pair, setting: str, *, force: bool = False) -> list[str]:
+def run_argv(spec: RunSpec, pair: Pair, arm: Arm, *, force: bool = False) -> list[str]:
+    setting = get_setting(arm.setting)
     argv = [
-        *_one_pair("run", spec, pair, setting),
-        *get_setting(setting).cli_flags,
+        *_one_pair("run", spec, pair, arm),
+        *setting.cli_flags,
+        *(spec.team_flags if setting.upstream == "team" else ()),
         "--agent", spec.agent, "--model", spec.model,
         "--no-auto-eval",
     ]  # fmt: skip
@@ -70,6 +72,6 @@ def upstream_argv(argv: list[str], redis_url: str | None) -> list[str]:
     return list(argv)
 
 
-def eval_argv(spec: RunSpec, pair: Pair, setting: str, *, force: bool = False) -> list[str]:
-    """`cooperbench eval` for exactly one pair of one setting's run."""
-    return _one_pair("eval", spec, pair, setting) + (["--force"] if force else [])
+def eval_argv(spec: RunSpec, pair: Pair, arm: Arm, *, force: bool = False) -> list[str]:
+    """`cooperbench eval` for exactly one pair of one arm's run."""
+    return _one_pair("eval", spec, pair, arm) + (["--force"] if force else [])

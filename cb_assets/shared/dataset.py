@@ -101,3 +101,21 @@ def gold_patch(dataset_dir: Path | str, repo: str, task_id: int, feature: int) -
     if not path.is_file():
         raise DatasetError(f"gold patch missing: {path}")
     return path.read_text(encoding="utf-8")
+
+
+def dataset_tasks(dataset_dir: Path | str) -> set[tuple[str, int]]:
+    """(repo, task id) of every task folder of the dataset, whichever subsets hold it."""
+    root = Path(dataset_dir)
+    if not root.is_dir():
+        raise DatasetError(f"no CooperBench dataset at {root}: {_hint(root)}")
+    return {
+        (repo.name, int(task.name.removeprefix("task")))
+        for repo in root.iterdir()
+        if repo.is_dir() and repo.name.endswith("_task")
+        for task in repo.iterdir()
+        if task.is_dir() and task.name.startswith("task") and task.name[4:].isdecimal()
+    }
+
+
+def task_in_dataset(dataset_dir: Path | str, pair: Pair) -> bool:
+    return (Path(dataset_dir) / pair.repo / f"task{pair.task_id}").is_dir()

@@ -17,9 +17,11 @@ from cb_assets.defs.runs.partitions import run_partitions
 from cb_assets.defs.runs.resources import CooperBenchRunner
 from cb_assets.defs.runs.results import ResultFileError
 from cb_assets.shared.dataset import Pair, PairKeyError, parse_pair_key
+from cb_assets.shared.experiments import Experiment, RegistryError
 from cb_assets.shared.failures import INFRA_ERROR, Pattern, classify_text
+from cb_assets.shared.partition_keys import Arm, ArmKeyError, parse_arm
 from cb_assets.shared.secrets import scrub
-from cb_assets.shared.settings import Setting, UnknownSettingError, get_setting
+from cb_assets.shared.settings import UnknownSettingError
 
 
 class EvalResultsConfig(dg.Config):
@@ -34,19 +36,21 @@ class EvalResultsConfig(dg.Config):
     kinds={"duckdb"},
     retry_policy=INFRA_RETRY,
     pool="docker",
-    metadata={"partition_expr": {"pair": "pair", "setting": "setting"}},
+    metadata={"partition_expr": {"arm": "arm", "pair": "pair"}},
 )
 def eval_results(
     context: dg.AssetExecutionContext, config: EvalResultsConfig, runner: CooperBenchRunner
 ) -> pd.DataFrame:
     """Merge and test outcome of one pair-run: `cooperbench eval` for exactly that pair (in the
-    task's Docker image), or an existing eval.json ingested. Evaluation failures are classified
-    like run failures: infrastructure ones are retried and never counted in pass rates."""
+    task's Docker image), or an existing eval.json ingested (always, for an imported
+    experiment). Evaluation failures are classified like run failures: infrastructure ones
+    are retried and never counted in pass rates."""
     with cancellation_ends_the_step(context):
         keys = context.partition_key.keys_by_dimension
         try:
-            pair, setting = parse_pair_key(keys["pair"]), get_setting(keys["setting"])
-            pair_dir = runner.pair_dir(pair, setting.name)
+            arm, pair = parse_arm(keys["arm"]), parse_pair_key(keys["pair"])
+            experiment = runner.experiments.experiment_of(arm)
+            pair_dir = runner.pair_dir(pair, arm)
             logs_root, patterns = Path(runner.logs_dir), runner.failure_patterns()
             if not (pair_dir / "result.json").exists():
                 raise dg.Failure(
@@ -64,12 +68,18 @@ def eval_results(
             ) as held:
                 number = held.last_attempt + 1
                 ran = config.force or not (pair_dir / "eval.json").exists()
+                if ran and experiment.imported:
+                    raise dg.Failure(
+                        description=f"{pair_dir / 'eval.json'} is missing and experiment "
+                        f"{experiment.name!r} is imported: its evaluations come from files",
+                        allow_retries=False,
+                    )
                 if ran:
                     held.start(number, pid=os.getpid(), dagster_run_id=context.run.run_id)
-                    _run_eval(context, runner, pair, setting, config.force, patterns, number)
-                row = eval_row(
-                    pair_dir, pair, setting, ran=ran, patterns=patterns, logs_root=logs_root
-                )
+                    _run_eval(
+                        context, runner, pair, arm, experiment, config.force, patterns, number
+                    )
+                row = eval_row(pair_dir, pair, arm, ran=ran, patterns=patterns, logs_root=logs_root)
                 if row["classification"] == INFRA_ERROR:
                     (pair_dir / "eval.json").rename(pair_dir / f"eval.infra-{number}.json")
                 if held.running is not None:
@@ -77,6 +87,8 @@ def eval_results(
         except (
             ResultFileError,
             PairKeyError,
+            ArmKeyError,
+            RegistryError,
             UnknownSettingError,
             claims.PartitionBusyError,
         ) as exc:
@@ -84,7 +96,7 @@ def eval_results(
         if row["classification"] == INFRA_ERROR:
             raise _infra(
                 context,
-                f"evaluation of {pair.key} ({setting.name}) hit an "
+                f"evaluation of {pair.key} ({arm.key}) hit an "
                 f"infrastructure error ({row['rule']}): {row['error'][:300]}",
             )
         context.add_output_metadata(
@@ -97,15 +109,16 @@ def _run_eval(
     context: dg.AssetExecutionContext,
     runner: CooperBenchRunner,
     pair: Pair,
-    setting: Setting,
+    arm: Arm,
+    experiment: Experiment,
     force: bool,
     patterns: tuple[Pattern, ...],
     number: int,
 ) -> None:
     """`cooperbench eval` for the pair; an exit without eval.json raises (an infra error)."""
-    pair_dir = runner.pair_dir(pair, setting.name)
+    pair_dir = runner.pair_dir(pair, arm)
     log = attempts.process_log(Path(runner.logs_dir), pair_dir, "eval", number)
-    launched = runner.eval_pair(pair, setting.name, force=force, log_path=log)
+    launched = runner.eval_pair(pair, arm, experiment, force=force, log_path=log)
     if launched.exit_code != 0 or not (pair_dir / "eval.json").exists():
         tail = launched.log_tail(20_000)
         hit = classify_text(tail, patterns)
@@ -114,7 +127,7 @@ def _run_eval(
         raise _infra(
             context,
             f"cooperbench eval exited with {launched.exit_code} for {pair.key} "
-            f"({setting.name}) [{rule}]: {scrub(last)[-400:]}; log: {log}",
+            f"({arm.key}) [{rule}]: {scrub(last)[-400:]}; log: {log}",
         )
 
 

@@ -13,14 +13,18 @@ import pandas as pd
 from cb_assets.defs.runs.results import ResultFileError, read_json_file
 from cb_assets.shared.dataset import Pair
 from cb_assets.shared.failures import INFRA_ERROR, Pattern, classify_text
+from cb_assets.shared.partition_keys import Arm
 from cb_assets.shared.secrets import scrub
-from cb_assets.shared.settings import Setting
+from cb_assets.shared.settings import get_setting
 
 MERGE_STATUSES = ("clean", "conflicts", "missing_input", "error", "identical")
 
 EVAL_DTYPES = {
-    "pair": "string",
+    "experiment": "string",
     "setting": "string",
+    "repeat": "Int64",
+    "arm": "string",
+    "pair": "string",
     "repo": "string",
     "task_id": "Int64",
     "merge_status": "string",
@@ -52,13 +56,14 @@ def _passed(block: Any, path: Path, key: str) -> bool | None:
 def eval_row(
     pair_dir: Path,
     pair: Pair,
-    setting: Setting,
+    arm: Arm,
     *,
     ran: bool,
     patterns: tuple[Pattern, ...],
     logs_root: Path | None = None,
 ) -> dict[str, Any]:
     path = pair_dir / "eval.json"
+    setting = get_setting(arm.setting)
     data = read_json_file(path, root=logs_root)
     if not isinstance(data, dict):
         raise ResultFileError(path, f"expected a JSON object, got {type(data).__name__}")
@@ -80,8 +85,11 @@ def eval_row(
         hit = classify_text(error, patterns)
         classification, rule = (INFRA_ERROR, hit.name) if hit else ("eval_error", "eval-error")
     return {
-        "pair": pair.key,
+        "experiment": arm.experiment,
         "setting": setting.name,
+        "repeat": arm.repeat,
+        "arm": arm.key,
+        "pair": pair.key,
         "repo": pair.repo,
         "task_id": pair.task_id,
         "merge_status": merge.get("status"),

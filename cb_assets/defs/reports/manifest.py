@@ -1,4 +1,8 @@
-"""The results manifest: per-setting counts, cost, steps, patches and messages.
+"""The results manifest of one experiment: per setting (and per repeat), counts, cost,
+steps, patches and messages.
+
+A pair-run is an arm × a pair (`partition_key(arm, pair)`): within a setting, one per pair
+and repeat. `pairs` in a block counts pair-runs.
 
 Cost, per setting and in total:
 - `cost_total`: everything spent: every recorded attempt (failed, superseded or final)
@@ -10,6 +14,7 @@ Cost, per setting and in total:
 `cost_total` = `cost_final_results` + `failed_attempts_cost` + `cost_other_attempts`.
 """
 
+from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
@@ -22,8 +27,8 @@ KNOWN_STATUSES = ("Submitted", "LimitsExceeded", "Error")
 
 
 def _block(rows: pd.DataFrame, attempts: pd.DataFrame | None, by: pd.Series) -> dict[str, Any]:
-    """Counts over `rows`, one pair-run per distinct value of `by` (the pair within a
-    setting, pair and setting over all of them), and what was spent on them."""
+    """Counts over `rows`, one pair-run per distinct value of `by` (its partition key),
+    and what was spent on them."""
     per_pair = rows[~by.duplicated()]
     pairs = len(per_pair)
     statuses = rows["status"].astype(str).value_counts()
@@ -61,13 +66,14 @@ def _spend(results: pd.DataFrame, attempts: pd.DataFrame | None) -> dict[str, An
     if attempts is None or attempts.empty:
         failed, other, n_failed = 0.0, 0.0, 0
     else:
-        keys = partition_key(attempts["pair"].astype(str), attempts["setting"].astype(str))
-        have_result = set(
-            partition_key(results["pair"].astype(str), results["setting"].astype(str))
-        )
+        keys = _keys(attempts)
+        have_result = set(_keys(results))
+        mine = attempts["classification"].isin(RESULTS) & keys.isin(have_result)
+        # keys[mine]: assigning a whole column to a frame with no rows gives it that
+        # column's index, and every attempt would then pass for a result's
         behind = (
-            attempts[attempts["classification"].isin(RESULTS) & keys.isin(have_result)]
-            .assign(key=keys)
+            attempts[mine]
+            .assign(key=keys[mine])
             .sort_values("attempt")
             .groupby("key")
             .tail(1)
@@ -87,21 +93,72 @@ def _spend(results: pd.DataFrame, attempts: pd.DataFrame | None) -> dict[str, An
     }
 
 
-def build_manifest(results: pd.DataFrame, attempts: pd.DataFrame | None = None) -> dict[str, Any]:
-    """Manifest over `run_results` rows (one per agent) and `run_attempts` rows: every
-    setting, then the totals. `cost_total` is everything spent, every attempt included;
-    `cost_final_results` is the final results' cost alone (see the module docstring)."""
-    settings = {}
-    for name in SETTING_NAMES:
+def _keys(rows: pd.DataFrame) -> pd.Series:
+    """Each row's pair-run: its partition key, `<arm>|<pair>`."""
+    return partition_key(rows["arm"].astype(str), rows["pair"].astype(str))
+
+
+def _settings_present(
+    results: pd.DataFrame, attempts: pd.DataFrame | None, settings: Sequence[str] | None
+) -> list[str]:
+    """`settings` in their order, then any other setting the rows hold (known ones in
+    SETTING_NAMES order, unknown ones sorted)."""
+    seen = set(results["setting"].dropna().astype(str))
+    if attempts is not None and not attempts.empty:
+        seen |= set(attempts["setting"].dropna().astype(str))
+    chosen = list(settings or [])
+    chosen += [s for s in SETTING_NAMES if s in seen and s not in chosen]
+    return chosen + sorted(seen - set(chosen))
+
+
+def _max_repeat(frame: pd.DataFrame | None) -> int:
+    if frame is None or frame.empty or "repeat" not in frame:
+        return 1
+    top = frame["repeat"].max()
+    return 1 if pd.isna(top) else int(top)
+
+
+def build_manifest(
+    results: pd.DataFrame,
+    attempts: pd.DataFrame | None = None,
+    *,
+    settings: Sequence[str] | None = None,
+    repeats: int | None = None,
+) -> dict[str, Any]:
+    """Manifest of ONE experiment over its `run_results` rows (one per agent) and its
+    `run_attempts` rows: a block per setting, then the totals; with more than one repeat,
+    a block per setting and repeat under `per_repeat`. `cost_total` is everything spent,
+    every attempt included; `cost_final_results` is the final results' cost alone (see the
+    module docstring).
+
+    `settings` are the experiment's (blocks of zeros for those with no rows yet), followed
+    by any other setting present in the rows; `repeats` the experiment's (by default the
+    highest repeat in the rows)."""
+    names = _settings_present(results, attempts, settings)
+    repeats = repeats or max(_max_repeat(results), _max_repeat(attempts))
+    blocks, per_repeat = {}, {}
+    for name in names:
         mine = results[results["setting"] == name]
         tried = None if attempts is None else attempts[attempts["setting"] == name]
-        settings[name] = _block(mine, tried, mine["pair"])
-    totals = _block(results, attempts, partition_key(results["pair"], results["setting"]))
-    return {"settings": settings, "totals": totals}
+        blocks[name] = _block(mine, tried, _keys(mine))
+        if repeats > 1:
+            per_repeat[name] = {}
+            for r in range(1, repeats + 1):
+                rows = mine[(mine["repeat"] == r).fillna(False).astype(bool)]
+                runs = None
+                if tried is not None:
+                    runs = tried[(tried["repeat"] == r).fillna(False).astype(bool)]
+                per_repeat[name][str(r)] = _block(rows, runs, _keys(rows))
+    manifest: dict[str, Any] = {"repeats": repeats, "settings": blocks}
+    if repeats > 1:
+        manifest["per_repeat"] = per_repeat
+    manifest["totals"] = _block(results, attempts, _keys(results))
+    return manifest
 
 
 def manifest_table(manifest: dict[str, Any]) -> pd.DataFrame:
-    """The manifest as one row per setting plus a `total` row, for DuckDB."""
+    """The manifest as one row per setting plus a `total` row, for DuckDB (the per-repeat
+    blocks stay in the JSON)."""
     rows = []
     for name, block in [*manifest["settings"].items(), ("total", manifest["totals"])]:
         flat = {k: v for k, v in block.items() if k != "status_counts"}

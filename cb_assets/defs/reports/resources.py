@@ -6,22 +6,27 @@ from cb_assets import config
 
 
 class ReportFiles(dg.ConfigurableResource):
-    """Where the human-readable outputs go: the results manifest, the verification report
-    and their figures (by default the data folder: `data/`, or CB_DATA_DIR)."""
+    """Where the human-readable outputs go (by default the data folder: `data/`, or
+    CB_DATA_DIR): per experiment, `experiments/<name>/` holds its results manifest, its
+    verification report and their figures; `comparison/` holds what compares them."""
 
     directory: str
 
-    @property
-    def manifest(self) -> Path:
-        return Path(self.directory) / "results-manifest.json"
+    def experiment_dir(self, experiment: str) -> Path:
+        return Path(self.directory) / "experiments" / experiment
+
+    def manifest(self, experiment: str) -> Path:
+        return self.experiment_dir(experiment) / "results-manifest.json"
+
+    def report(self, experiment: str) -> Path:
+        return self.experiment_dir(experiment) / "verification-report.md"
+
+    def figures(self, experiment: str) -> Path:
+        return self.experiment_dir(experiment) / "figures"
 
     @property
-    def report(self) -> Path:
-        return Path(self.directory) / "verification-report.md"
-
-    @property
-    def figures(self) -> Path:
-        return Path(self.directory) / "figures"
+    def comparison(self) -> Path:
+        return Path(self.directory) / "comparison"
 
 
 @dg.definitions

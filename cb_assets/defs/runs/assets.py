@@ -8,6 +8,7 @@ import duckdb
 import pandas as pd
 
 from cb_assets.defs.benchmark.assets import benchmark_pairs
+from cb_assets.defs.conversations import messages
 from cb_assets.defs.images.partitions import task_key
 from cb_assets.defs.policies import (
     INFRA_RETRY,
@@ -18,6 +19,7 @@ from cb_assets.defs.policies import (
     is_last_attempt,
 )
 from cb_assets.defs.runs import attempts, claims, preflight
+from cb_assets.defs.runs.pair_view import pair_run_summary, run_tags
 from cb_assets.defs.runs.partitions import RUN_RESULTS, materialized_by_run, run_partitions
 from cb_assets.defs.runs.resources import CooperBenchRunner, RedisUnavailableError
 from cb_assets.defs.runs.result_scan import QUARANTINE_DIR, quarantine_non_regular
@@ -29,11 +31,12 @@ from cb_assets.defs.runs.results import (
     rows_to_frame,
 )
 from cb_assets.defs.storage import duckdb_access
-from cb_assets.defs.storage.duckdb_access import replace_rows
+from cb_assets.defs.storage.duckdb_access import replace_rows, table_exists
 from cb_assets.defs.storage.resources import PlatformDuckDB
 from cb_assets.run_launcher.liveness import tag_current_process
 from cb_assets.runner.outcome import LaunchError
-from cb_assets.shared.dataset import Pair, PairKeyError, parse_pair_key
+from cb_assets.shared.dataset import Pair, PairKeyError, parse_pair_key, task_in_dataset
+from cb_assets.shared.experiments import Experiment, RegistryError
 from cb_assets.shared.failures import (
     CONFIG_ERROR_PREFIX,
     INFRA_ERROR,
@@ -43,6 +46,7 @@ from cb_assets.shared.failures import (
     classify_result,
     config_error_cause,
 )
+from cb_assets.shared.partition_keys import Arm, ArmKeyError, parse_arm
 from cb_assets.shared.secrets import scrub
 from cb_assets.shared.settings import Setting, UnknownSettingError, get_setting
 
@@ -53,6 +57,7 @@ class RunResultsConfig(dg.Config):
 
 
 PARTITIONS_PER_RUN = 25
+NOT_IN_DATASET = "not in the configured dataset"
 
 
 class InfrastructureFailure(Exception):
@@ -100,7 +105,7 @@ class _Attempt:
 def _attempt_row(
     partition: str,
     pair: Pair,
-    setting: Setting,
+    arm: Arm,
     number: int,
     verdict: Verdict,
     result: dict | None,
@@ -111,8 +116,11 @@ def _attempt_row(
     cost, tokens_in, tokens_out = attempts.spend(result)
     return {
         "partition": partition,
+        "experiment": arm.experiment,
+        "setting": arm.setting,
+        "repeat": arm.repeat,
+        "arm": arm.key,
         "pair": pair.key,
-        "setting": setting.name,
         "attempt": number,
         "classification": verdict.classification,
         "rule": verdict.rule,
@@ -129,7 +137,7 @@ def _attempt_row(
 def _interrupted_row(
     partition: str,
     pair: Pair,
-    setting: Setting,
+    arm: Arm,
     running: dict,
     result: dict | None,
     patterns: tuple[Pattern, ...],
@@ -148,7 +156,7 @@ def _interrupted_row(
     return _attempt_row(
         partition,
         pair,
-        setting,
+        arm,
         int(running["attempt"]),
         verdict,
         result,
@@ -167,17 +175,15 @@ def _interrupted_row(
 def _attempt(
     context: dg.AssetExecutionContext,
     runner: CooperBenchRunner,
-    partition: str,
+    partition: "_Partition",
     number: int,
-    pair: Pair,
-    setting: Setting,
     force: bool,
     patterns: tuple[Pattern, ...],
     claim_fd: int,
 ) -> _Attempt:
     """Run one attempt through upstream (the previous attempt's files already moved aside),
     the partition's claim (`claim_fd`) held for as long as the cooperbench process lives."""
-    pair_dir = runner.pair_dir(pair, setting.name)
+    pair, setting, pair_dir = partition.pair, partition.setting, partition.pair_dir
     logs_root = Path(runner.logs_dir)
     started = attempts.now()
     process_log = attempts.process_log(logs_root, pair_dir, "process", number)
@@ -186,7 +192,12 @@ def _attempt(
         if setting.messaging:
             runner.check_redis()
         launched = runner.run_pair(
-            pair, setting.name, force=force, log_path=process_log, hold_fds=(claim_fd,)
+            pair,
+            partition.arm,
+            partition.experiment,
+            force=force,
+            log_path=process_log,
+            hold_fds=(claim_fd,),
         )
         exit_code, timed_out, log_text = launched.exit_code, launched.timed_out, launched.log_tail()
         try:
@@ -209,9 +220,9 @@ def _attempt(
     final = not verdict.retryable or is_last_attempt(context)
     attempts.mark(pair_dir, number, context.run.run_id)
     row = _attempt_row(
-        partition,
+        partition.key,
         pair,
-        setting,
+        partition.arm,
         number,
         verdict,
         result,
@@ -231,7 +242,7 @@ def _attempt(
             verdict, metadata={"process_log": dg.MetadataValue.path(str(process_log))}
         )
     elif verdict.retryable:
-        summary = f"infra_error on attempt {number} of {pair.key} ({setting.name}): " + (
+        summary = f"infra_error on attempt {number} of {partition.key}: " + (
             f"{verdict.rule}: {row['detail']}"
         )
         if final:
@@ -256,9 +267,12 @@ class _Partition:
     """One run_results partition as a step sees it."""
 
     key: str
+    arm: Arm
+    experiment: Experiment
     pair: Pair
     setting: Setting
     pair_dir: Path
+    in_dataset: bool
 
 
 def _materialize_partition(
@@ -277,13 +291,7 @@ def _materialize_partition(
     (retryable) or dg.Failure; the attempt's row and the partition's rows are one DuckDB
     transaction, recorded before either is raised.
     """
-    try:
-        keys = run_partitions.get_partition_key_from_str(key).keys_by_dimension
-        pair, setting = parse_pair_key(keys["pair"]), get_setting(keys["setting"])
-    except (PairKeyError, UnknownSettingError) as exc:
-        # Bad input is not retried: retrying cannot fix a key.
-        raise dg.Failure(description=str(exc), allow_retries=False) from None
-    partition = _Partition(key, pair, setting, runner.pair_dir(pair, setting.name))
+    partition = _partition(runner, key)
     try:
         with claims.claim(
             Path(runner.logs_dir),
@@ -308,12 +316,7 @@ def _claimed(
     held: claims.Claim,
 ) -> dict:
     logs_root = Path(runner.logs_dir)
-    key, pair, setting, pair_dir = (
-        partition.key,
-        partition.pair,
-        partition.setting,
-        partition.pair_dir,
-    )
+    key, pair, pair_dir = partition.key, partition.pair, partition.pair_dir
     result_file = pair_dir / "result.json"
     torn = False
     interrupted = None
@@ -322,7 +325,7 @@ def _claimed(
             left = _read_existing(result_file, logs_root)
         except ResultFileError:
             left, torn = None, True  # half-written by the dying attempt: no result
-        row = _interrupted_row(key, pair, setting, held.running, left, patterns)
+        row = _interrupted_row(key, pair, partition.arm, held.running, left, patterns)
         _record(db_path, partition, [row], None, if_absent=True)
         interrupted = held.running["attempt"]
         held.finish()
@@ -333,6 +336,22 @@ def _claimed(
     verdict = None if existing is None else classify_result(existing, patterns)
     # an earlier infrastructure or configuration failure is no result: run it (again)
     ran = force or verdict is None or not verdict.is_result
+    if ran and partition.experiment.imported:  # its results come from files, never a run
+        if existing is not None:
+            ran = False
+        else:
+            raise dg.Failure(
+                description=f"{key}: experiment {partition.experiment.name!r} is imported "
+                f"(source: import) and {result_file} is missing: bring it in with "
+                "`cb-assets import`; imported pair-runs are never run",
+                allow_retries=False,
+            )
+    if ran and not partition.in_dataset:
+        raise dg.Failure(
+            description=f"{key}: {pair.key} is {NOT_IN_DATASET}; only its files can be "
+            "ingested, and there are none",
+            allow_retries=False,
+        )
     attempt = None
     number = max(held.last_attempt, known.last_attempts.get(key, 0)) + 1
     if ran:
@@ -346,14 +365,20 @@ def _claimed(
             started_at=attempts.now().isoformat(),
             log_dir=str(pair_dir),
         )
-        attempt = _attempt(context, runner, key, number, pair, setting, force, patterns, held.fd)
-    failure, frame = attempt.failure if attempt else None, None
+        attempt = _attempt(context, runner, partition, number, force, patterns, held.fd)
+    failure, frame, said = attempt.failure if attempt else None, None, None
     if failure is None:
         verdict = attempt.verdict if attempt else verdict
         digest = known.digests.get(task_key(pair.repo, pair.task_id))
         try:
             rows = result_rows(
-                pair_dir, pair, setting, ran=ran, logs_root=logs_root, image_digest=digest
+                pair_dir,
+                pair,
+                partition.arm,
+                ran=ran,
+                logs_root=logs_root,
+                image_digest=digest,
+                in_dataset=partition.in_dataset,
             )
             frame = rows_to_frame(
                 [
@@ -365,24 +390,47 @@ def _claimed(
                     for r in rows
                 ]
             )
+            said = messages.rows_to_frame(
+                messages.conversation_rows(
+                    pair_dir / "conversation.json",
+                    experiment=partition.arm.experiment,
+                    setting=partition.arm.setting,
+                    repeat=partition.arm.repeat,
+                    arm=partition.arm.key,
+                    pair=pair.key,
+                    root=logs_root,
+                )
+            )
         except ResultFileError as exc:
-            failure = dg.Failure(description=str(exc), allow_retries=False)
-    _record(db_path, partition, [attempt.row] if attempt else [], frame)
+            failure, frame = dg.Failure(description=str(exc), allow_retries=False), None
+    _record(db_path, partition, [attempt.row] if attempt else [], frame, said)
     if held.running is not None:
         held.finish()
     if failure is not None:
         raise failure
+    return _metadata(
+        pair_run_summary(
+            frame,
+            verdict,
+            ran=ran,
+            attempt=number if ran else None,
+            failed_attempts_cost=known.failed_cost.get(key, 0.0),
+            pair_dir=pair_dir,
+            logs_root=logs_root,
+        )
+    )
+
+
+def _metadata(summary: dict) -> dict:
+    """A pair-run summary as materialization metadata: markdown shown as markdown, the
+    result file as a path."""
     return {
-        "ran": ran,
-        "attempt": number if ran else None,
-        "classification": verdict.classification,
-        "statuses": ", ".join(sorted(frame["status"].astype(str))),
-        "cost": float(frame["cost"].sum()),
-        "messages_sent": None
-        if pd.isna(frame["messages_sent"].iloc[0])
-        else int(frame["messages_sent"].iloc[0]),
-        "row_count": len(frame),
-        "result_file": dg.MetadataValue.path(str(result_file)),
+        key.removesuffix("_md"): dg.MetadataValue.md(value)
+        if key.endswith("_md")
+        else dg.MetadataValue.path(value)
+        if key == "result_file"
+        else value
+        for key, value in summary.items()
     }
 
 
@@ -402,20 +450,29 @@ def _record(
     partition: _Partition,
     attempt_rows: list[dict],
     frame: pd.DataFrame | None,
+    said: pd.DataFrame | None = None,
     *,
     if_absent: bool = False,
 ) -> None:
-    """A partition's one DuckDB transaction: its attempt rows, then its rows in place of
-    earlier ones. A failed write (a full disk, a lock held too long) commits nothing and
-    leaves the attempt in the claim journal, so the next run of the partition records it.
+    """A partition's one DuckDB transaction: its attempt rows, then its rows (and its
+    conversation's, one per message) in place of earlier ones. A failed write (a full
+    disk, a lock held too long) commits nothing and leaves the attempt in the claim
+    journal, so the next run of the partition records it.
     `if_absent`: skip an attempt row already recorded (its process died after committing)."""
-    where = {"pair": partition.pair.key, "setting": partition.setting.name}
+    where = {
+        "experiment": partition.arm.experiment,
+        "setting": partition.arm.setting,
+        "repeat": partition.arm.repeat,
+        "pair": partition.pair.key,
+    }
     try:
         with duckdb_access.connect(db_path) as conn, duckdb_access.transaction(conn):
             for row in attempt_rows:
                 attempts.append(conn, row, if_absent=if_absent)
             if frame is not None:
                 replace_rows(conn, "run_results", where, frame)
+                if said is not None and (not said.empty or table_exists(conn, "conversations")):
+                    replace_rows(conn, "conversations", where, said)
     except (duckdb.Error, OSError) as exc:
         raise dg.Failure(
             description=f"could not record {partition.key} in {db_path}: {exc}. Nothing of it "
@@ -431,11 +488,38 @@ class _Known:
 
     digests: dict[str, str]
     last_attempts: dict[str, int]
+    failed_cost: dict[str, float]  # partition → what its infra_error attempts cost
 
     @classmethod
     def read(cls, db_path: Path, partitions: list[str]) -> "_Known":
         with duckdb_access.connect(db_path) as conn:
-            return cls(image_digests(conn), attempts.last_attempts(conn, partitions))
+            return cls(
+                image_digests(conn),
+                attempts.last_attempts(conn, partitions),
+                attempts.failed_cost(conn, partitions),
+            )
+
+
+def _partition(runner: CooperBenchRunner, key: str) -> _Partition:
+    """The partition `key` names; a Failure (never retried: retrying cannot fix a key or the
+    registry) when it names no pair, no arm or an experiment the registry does not hold."""
+    try:
+        keys = run_partitions.get_partition_key_from_str(key).keys_by_dimension
+        arm, pair = parse_arm(keys["arm"]), parse_pair_key(keys["pair"])
+        experiment = runner.experiments.experiment_of(arm)
+    except (PairKeyError, ArmKeyError, UnknownSettingError, RegistryError, KeyError) as exc:
+        raise dg.Failure(description=f"{key}: {exc}", allow_retries=False) from None
+    # an imported pair-run may be of a task the configured dataset lacks: kept, flagged
+    in_dataset = task_in_dataset(runner.dataset.root, pair)
+    return _Partition(
+        key,
+        arm,
+        experiment,
+        pair,
+        get_setting(arm.setting),
+        runner.pair_dir(pair, arm),
+        in_dataset,
+    )
 
 
 def _batch_failure(failures: dict[str, Exception], total: int) -> Exception:
@@ -454,6 +538,47 @@ def _batch_failure(failures: dict[str, Exception], total: int) -> Exception:
         allow_retries=False,
         metadata={"failed_partitions": dg.MetadataValue.json(reasons)},
     )
+
+
+def _arms(keys: list[str]) -> list[Arm]:
+    arms = []
+    for key in keys:
+        try:
+            arms.append(parse_arm(key.partition("|")[0]))
+        except (ArmKeyError, UnknownSettingError):
+            continue  # reported when the partition itself runs
+    return sorted(set(arms))
+
+
+def _experiment_problem(runner: CooperBenchRunner, keys: list[str]) -> str | None:
+    """What stops the experiments of `keys` from running (an unknown agent, a secret not
+    set); checked once per step, before any pair-run."""
+    try:
+        registry = runner.experiments.load()
+    except RegistryError as exc:
+        return str(exc)
+    for name in sorted({arm.experiment for arm in _arms(keys)}):
+        experiment = registry.find(name)
+        found = preflight.experiment_problems(experiment, registry.path) if experiment else []
+        if found:
+            return "; ".join(found)
+    return None
+
+
+def _tag_run(context: dg.AssetExecutionContext, runner: CooperBenchRunner, keys: list[str]) -> None:
+    """Tag the run with what it runs (experiment, agent, model, setting, repeat), so the Runs
+    page tells experiments apart whichever way the run was launched."""
+    arms = _arms(keys)
+    if not arms:
+        return
+    try:
+        registry = runner.experiments.load()
+    except RegistryError:
+        return
+    found = [registry.find(name) for name in dict.fromkeys(a.experiment for a in arms)]
+    tags = run_tags(arms, [e for e in found if e is not None])
+    if any(context.run.tags.get(k) != v for k, v in tags.items()):
+        context.instance.add_run_tags(context.run.run_id, tags)
 
 
 @dg.asset(
@@ -479,7 +604,11 @@ def run_results(
     failures are retried (3 attempts, exponential backoff with jitter); each attempt
     is a row of `run_attempts` and its files are kept under `<logs>/_attempts/`.
 
-    A run may carry a range of partitions (backfills take up to 25 per run, one setting
+    Partitions are arm × pair: an arm is one experiment in one setting at one repeat
+    (`oracle/solo`, `nano/coop-comm/r2`); the experiment's agent and model come from the
+    registry (experiments.yaml). Imported experiments are only ingested, never run.
+
+    A run may carry a range of partitions (backfills take up to 25 per run, one arm
     at a time): they run one after another, each is recorded and materialized as soon as
     it finishes, a retry reruns only those that failed, and the ones that never succeed
     end up failed on their own.
@@ -487,13 +616,14 @@ def run_results(
     tag_current_process(context)
     with cancellation_ends_the_step(context):
         db_path = duckdb.path
-        problem = preflight.agent_problem(runner.agent) or preflight.patterns_problem(
-            runner.failure_patterns_file
+        keys = list(context.partition_keys)
+        _tag_run(context, runner, keys)
+        problem = preflight.patterns_problem(runner.failure_patterns_file) or _experiment_problem(
+            runner, keys
         )
         if problem:  # every pair-run would fail the same way: run none
             raise dg.Failure(description=f"{CONFIG_ERROR_PREFIX} {problem}", allow_retries=False)
         patterns = runner.failure_patterns()
-        keys = list(context.partition_keys)
         # a retry of the step reruns only what the earlier attempts did not record
         done = (
             set(materialized_by_run(context.instance, context.run.run_id))
@@ -505,9 +635,7 @@ def run_results(
         # One line per step, not per pair: every event costs the SQLite event log ~10 ms.
         if todo:
             span = todo[0] if len(todo) == 1 else f"{todo[0]} … {todo[-1]}"
-            context.log.info(
-                f"{len(todo)} pair-run(s) with {runner.agent}, one after another: {span}"
-            )
+            context.log.info(f"{len(todo)} pair-run(s), one after another: {span}")
         failures: dict[str, Exception] = {}
         recorded: dict[str, dict] = {}
         for i, key in enumerate(todo):

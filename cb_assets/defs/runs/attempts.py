@@ -20,6 +20,7 @@ from cb_assets.shared.result_shape import agent_blocks_found
 RUN_ATTEMPTS_DDL = """
 create table if not exists run_attempts (
     partition varchar, pair varchar, setting varchar, attempt integer,
+    experiment varchar, repeat integer, arm varchar,
     dagster_run_id varchar, retry_number integer,
     started_at timestamp, ended_at timestamp,
     classification varchar, rule varchar, detail varchar, final boolean,
@@ -33,6 +34,9 @@ COLUMNS = (
     "pair",
     "setting",
     "attempt",
+    "experiment",
+    "repeat",
+    "arm",
     "dagster_run_id",
     "retry_number",
     "started_at",
@@ -114,6 +118,19 @@ def last_attempts(conn: duckdb.DuckDBPyConnection, partitions: list[str]) -> dic
         [partitions],
     ).fetchall()
     return {partition: int(last) for partition, last in rows}
+
+
+def failed_cost(conn: duckdb.DuckDBPyConnection, partitions: list[str]) -> dict[str, float]:
+    """Partition → what its infrastructure-failed attempts cost (none: absent)."""
+    if not table_exists(conn, "run_attempts"):
+        return {}
+    rows = conn.execute(
+        "select partition, sum(coalesce(cost, 0)) from run_attempts "
+        "where classification = 'infra_error' and partition in (select unnest(?::varchar[])) "
+        "group by partition",
+        [partitions],
+    ).fetchall()
+    return {partition: float(cost) for partition, cost in rows}
 
 
 def append(conn: duckdb.DuckDBPyConnection, row: dict[str, Any], if_absent: bool = False) -> None:

@@ -3,9 +3,10 @@
 A Dagster run costs about half a CPU-second to create and start on the local SQLite
 instance, longer than an oracle pair-run; a run per partition made the platform four
 times slower than upstream's CLI. A run can instead carry a range of partitions, and a
-range of a pair × setting partitioning is a rectangle: consecutive pairs (in the order
-the instance registered them) × consecutive settings. Batches here are one setting and
-consecutive pairs, the same shape Dagster's own backfills cut (`BackfillPolicy.multi_run`).
+range of an arm × pair partitioning is a rectangle: consecutive arms × consecutive
+pairs (in the order the instance registered them). Batches here are one arm (experiment,
+setting, repeat) and consecutive pairs, the same shape Dagster's own backfills cut
+(`BackfillPolicy.multi_run`).
 
 Batch sizes follow guided self-scheduling: each free worker takes the remaining work
 divided by the number of workers, capped, so early batches are large (few runs) and
@@ -24,16 +25,16 @@ MAX_BATCH = 50
 
 
 def segments(
-    keys: Iterable[str], pair_order: Sequence[str], settings: Sequence[str]
+    keys: Iterable[str], pair_order: Sequence[str], arms: Sequence[str]
 ) -> list[list[str]]:
-    """The wanted `keys` as maximal ranges: one setting each, pairs consecutive in
+    """The wanted `keys` as maximal ranges: one arm each (arm keys), pairs consecutive in
     `pair_order`. Keys of pairs the instance does not know are left out."""
     wanted = set(keys)
     found: list[list[str]] = []
-    for setting in settings:
+    for arm in arms:
         current: list[str] = []
         for pair in pair_order:
-            key = partition_key(pair, setting)
+            key = partition_key(arm, pair)
             if key in wanted:
                 current.append(key)
             elif current:

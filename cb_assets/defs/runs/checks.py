@@ -27,7 +27,7 @@ def results_match_images(duckdb: PlatformDuckDB) -> dg.AssetCheckResult:
     current = dict(
         zip(images["task"], images["repo_digest"].fillna(images["image_id"]), strict=True)
     )
-    runs = results.drop_duplicates(["pair", "setting"])
+    runs = results.drop_duplicates(["arm", "pair"])
     tasks = runs["repo"] + "-" + runs["task_id"].astype(str)
     comparable = runs["image_digest"].notna() & tasks.isin(current)
     if not comparable.any():
@@ -36,7 +36,7 @@ def results_match_images(duckdb: PlatformDuckDB) -> dg.AssetCheckResult:
             "task image to compare it with"
         )
     stale = runs[comparable & (runs["image_digest"] != tasks.map(current))]
-    keys = sorted(partition_key(stale["pair"], stale["setting"]))
+    keys = sorted(partition_key(stale["arm"], stale["pair"]))
     return dg.AssetCheckResult(
         passed=not keys,
         severity=dg.AssetCheckSeverity.ERROR,

@@ -61,9 +61,11 @@ class Claim:
 
 
 def claim_path(logs_root: Path, partition: str) -> Path:
-    if "/" in partition or partition in ("", ".", ".."):
+    """The claim file of `partition`: its key with the arm's `/` spelled `+` (no key holds
+    a `+`, so two keys never share a file)."""
+    if "+" in partition or "\0" in partition or partition.strip("/.") == "":
         raise ValueError(f"invalid partition key {partition!r}")
-    return logs_root / ATTEMPTS_DIR / CLAIMS_DIR / f"{partition}.json"
+    return logs_root / ATTEMPTS_DIR / CLAIMS_DIR / f"{partition.replace('/', '+')}.json"
 
 
 def _read(fd: int) -> tuple[int, dict[str, Any] | None]:

@@ -7,6 +7,7 @@ loads replace earlier rows of the same pair-runs.
 """
 
 import os
+from collections.abc import Collection
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -15,29 +16,29 @@ import pandas as pd
 from cb_assets.defs.runs.result_scan import iter_result_files, pair_of
 from cb_assets.defs.runs.results import ResultFileError, result_rows, rows_to_frame
 from cb_assets.defs.storage import duckdb_access
-from cb_assets.shared.settings import get_setting
+from cb_assets.shared.partition_keys import Arm
 
 PARALLEL_ABOVE = 2000  # below this many files, starting worker processes costs more
 
 
-def _parse(logs_root: Path, found: list[tuple[Path, str]]) -> tuple[pd.DataFrame, list[str]]:
+def _parse(logs_root: Path, found: list[tuple[Path, Arm]]) -> tuple[pd.DataFrame, list[str]]:
     rows, problems = [], []
-    for pair_dir, setting in found:
+    for pair_dir, arm in found:
         pair = pair_of(pair_dir)
         if pair is None:
             continue
         try:
-            rows += result_rows(
-                pair_dir, pair, get_setting(setting), ran=False, logs_root=logs_root
-            )
+            rows += result_rows(pair_dir, pair, arm, ran=False, logs_root=logs_root)
         except ResultFileError as exc:
             problems.append(str(exc))
     return rows_to_frame(rows), problems
 
 
-def ingest_tree(logs_root: Path, experiment: str, db_path: Path) -> tuple[int, list[str]]:
+def ingest_tree(
+    logs_root: Path, experiments: Collection[str], db_path: Path
+) -> tuple[int, list[str]]:
     """Rows written, and one line per result file that could not be read."""
-    found = [(d, s) for _, _, d, s in iter_result_files(logs_root, experiment)]
+    found = [(d, arm) for _, _, d, arm in iter_result_files(logs_root, experiments)]
     workers = os.cpu_count() or 1
     if len(found) < PARALLEL_ABOVE or workers == 1:
         parts = [_parse(logs_root, found)]
@@ -50,7 +51,8 @@ def ingest_tree(logs_root: Path, experiment: str, db_path: Path) -> tuple[int, l
     with duckdb_access.connect(db_path) as conn, duckdb_access.transaction(conn):
         if duckdb_access.table_exists(conn, "run_results"):
             conn.execute(
-                "delete from run_results where (pair, setting) in (select pair, setting from frame)"
+                "delete from run_results where (experiment, setting, repeat, pair) in "
+                "(select experiment, setting, repeat, pair from frame)"
             )
             conn.execute("insert into run_results by name select * from frame")
         else:

@@ -23,8 +23,7 @@ run_results_in_containers = dg.define_asset_job(
             "env_vars": [
                 "CB_DATASET_DIR",
                 "CB_SUBSET",
-                "CB_AGENT",
-                "CB_MODEL",
+                "CB_EXPERIMENTS",
                 "CB_EXPERIMENT",
                 "CB_REDIS_URL",
                 "COHERE_API_KEY",

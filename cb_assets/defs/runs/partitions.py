@@ -2,20 +2,35 @@ from collections.abc import Iterable
 
 import dagster as dg
 
-from cb_assets.shared.settings import SETTING_NAMES
+from cb_assets.shared.partition_keys import Arm
 
 # Pairs come from the configured dataset and subset, registered by `benchmark_pairs`,
 # so the definitions load even before a dataset exists.
 pair_partitions = dg.DynamicPartitionsDefinition(name="pairs")
-setting_partitions = dg.StaticPartitionsDefinition(list(SETTING_NAMES))
+# Arms (experiment/setting[/r<k>]) come from the experiment registry and from imports: one
+# dynamic dimension rather than three static ones keeps the UI's partition grid two-
+# dimensional (pairs × arms) and lets an experiment add settings or repeats without a new
+# definition (see docs/experiments.md).
+arm_partitions = dg.DynamicPartitionsDefinition(name="arms")
 
-# Dimension names sort, so keys read `pair|setting`.
-run_partitions = dg.MultiPartitionsDefinition(
-    {"pair": pair_partitions, "setting": setting_partitions}
-)
+# Dimension names sort, so keys read `arm|pair`.
+run_partitions = dg.MultiPartitionsDefinition({"arm": arm_partitions, "pair": pair_partitions})
 
 RUN_RESULTS = dg.AssetKey("run_results")
 FAILED_STATUSES = (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
+
+
+def run_partition(arm: Arm, pair: str) -> dg.MultiPartitionKey:
+    return dg.MultiPartitionKey({"arm": arm.key, "pair": pair})
+
+
+def register(instance: dg.DagsterInstance, name: str, keys: list[str]) -> list[str]:
+    """Add the keys `instance` does not know yet to dynamic partitions `name`; the new ones."""
+    known = set(instance.get_dynamic_partitions(name))
+    new_keys = list(dict.fromkeys(key for key in keys if key not in known))
+    if new_keys:
+        instance.add_dynamic_partitions(name, new_keys)
+    return new_keys
 
 
 def partitions_needing_runs(

@@ -10,10 +10,12 @@ cooperbench, whose agent names are read from its source (importing it costs ~8 s
 import ast
 import functools
 import importlib.util
+import os
 from importlib.machinery import PathFinder
 from pathlib import Path
 
 from cb_assets import config
+from cb_assets.shared.experiments import Experiment, RegistryError, load_registry
 from cb_assets.shared.failures import load_patterns
 
 OFFLINE_AGENTS_MODULE = config.PROJECT_ROOT / "cb_assets" / "agents" / "offline.py"
@@ -115,8 +117,11 @@ def known_agents(external_modules: list[str]) -> tuple[frozenset[str], bool]:
     return frozenset(names), complete
 
 
-def agent_problem(agent: str, external_modules: list[str] | None = None) -> str | None:
-    """What is wrong with agent framework `agent` (CB_AGENT), or None."""
+def agent_problem(
+    agent: str, external_modules: list[str] | None = None, *, where: str = "agent"
+) -> str | None:
+    """What is wrong with agent framework `agent` (named `where`, e.g. the registry key),
+    or None."""
     modules = config.external_agent_modules() if external_modules is None else external_modules
     names, complete = known_agents(modules)
     if agent in names or not complete:
@@ -127,7 +132,7 @@ def agent_problem(agent: str, external_modules: list[str] | None = None) -> str 
         else "; more through COOPERBENCH_EXTERNAL_AGENTS"
     )
     return (
-        f"CB_AGENT={agent!r}: unknown agent framework; expected one of "
+        f"{where}={agent!r}: unknown agent framework; expected one of "
         f"{', '.join(sorted(names))}{extra}"
     )
 
@@ -143,12 +148,38 @@ def patterns_problem(path: str | None) -> str | None:
     return None
 
 
-def problems() -> list[str]:
+def experiment_problems(experiment: Experiment, registry_path: Path) -> list[str]:
+    """What stops `experiment` from running here, one line each: an unknown agent framework,
+    a missing agent config file, a secret variable that is not set (its name only)."""
+    if experiment.imported:
+        return []
+    where = f"{registry_path}: experiments.{experiment.name}"
+    found = [agent_problem(experiment.agent, where=f"{where}.agent")]
+    if experiment.agent_config and not Path(experiment.agent_config).is_file():
+        found.append(f"{where}.agent_config: no file at {experiment.agent_config}")
+    found += [
+        f"{where}.secrets: {name} is not set in the environment (its agent needs it)"
+        for name in experiment.secrets
+        if not os.environ.get(name)
+    ]
+    return [p for p in found if p]
+
+
+def registry_problems(name: str | None = None) -> list[str]:
+    """What is wrong with the registry, or with experiment `name` (default: the default one)."""
+    try:
+        registry = load_registry(config.experiments_file())
+        experiment = registry.get(name or config.experiment() or registry.default.name)
+    except RegistryError as exc:
+        return [str(exc)]
+    return experiment_problems(experiment, registry.path)
+
+
+def problems(experiment: str | None = None) -> list[str]:
     """Everything wrong with the configuration, one line each (empty: all is well)."""
-    found: list[str] = []
+    found: list[str] = config.retired_variables()
     for read in (
         config.launcher,
-        config.backend,
         config.retry_delay_seconds,
         config.sensor_interval_seconds,
         config.reaper_interval_seconds,
@@ -161,7 +192,7 @@ def problems() -> list[str]:
     found += [
         p
         for p in (
-            agent_problem(config.agent()),
+            *registry_problems(experiment),
             patterns_problem(config.failure_patterns_file()),
             forkserver_problem(),
         )
@@ -189,8 +220,8 @@ def forkserver_problem() -> str | None:
     return None
 
 
-def check() -> None:
+def check(experiment: str | None = None) -> None:
     """Raise `config.ConfigError` naming every problem of the configuration, if any."""
-    found = problems()
+    found = problems(experiment)
     if found:
         raise config.ConfigError("; ".join(found))

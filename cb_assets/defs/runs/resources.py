@@ -6,14 +6,16 @@ import redis
 
 from cb_assets import config
 from cb_assets.defs.benchmark.resources import BenchmarkDataset, default_dataset
+from cb_assets.defs.experiments.resources import ExperimentRegistry, default_registry
 from cb_assets.runner.command import RunSpec, eval_argv, pair_log_dir, run_argv, run_env
 from cb_assets.runner.forkserver import socket_path_for
 from cb_assets.runner.launch import child_env, launch
 from cb_assets.runner.outcome import LaunchResult
 from cb_assets.shared.dataset import Pair
+from cb_assets.shared.experiments import Experiment
 from cb_assets.shared.failures import Pattern, load_patterns
+from cb_assets.shared.partition_keys import Arm
 from cb_assets.shared.secrets import scrub
-from cb_assets.shared.settings import get_setting
 
 
 class RedisUnavailableError(RuntimeError):
@@ -21,44 +23,40 @@ class RedisUnavailableError(RuntimeError):
 
 
 class CooperBenchRunner(dg.ConfigurableResource):
-    """How pairs are run: upstream's CLI, this agent and model, logs under `logs_dir`.
+    """How pairs are run: upstream's CLI, each arm's experiment (agent, model, backend) from
+    the registry, logs under `logs_dir`.
 
     API keys are never configuration: the cooperbench process inherits them from
     the environment, and nothing here records them.
     """
 
     dataset: dg.ResourceDependency[BenchmarkDataset]
+    experiments: dg.ResourceDependency[ExperimentRegistry]
     logs_dir: str
-    experiment: str = "oracle"
-    agent: str = "oracle"
-    model: str = "oracle"
-    agent_config: str | None = None
     redis_url: str = "redis://127.0.0.1:6379"
     launcher: str = "forkserver"
     timeout_seconds: float = 3600.0
     failure_patterns_file: str | None = None
-    backend: str = "docker"
-    """upstream's --backend for agent sandboxes: docker (this host), modal or gcp."""
 
     def failure_patterns(self) -> tuple[Pattern, ...]:
         return load_patterns(
             Path(self.failure_patterns_file) if self.failure_patterns_file else None
         )
 
-    def spec(self) -> RunSpec:
+    def spec(self, experiment: Experiment) -> RunSpec:
         return RunSpec(
-            experiment=self.experiment,
-            agent=self.agent,
-            model=self.model,
+            agent=experiment.agent,
+            model=experiment.model,
             dataset_dir=self.dataset.root,
             logs_dir=Path(self.logs_dir),
             redis_url=self.redis_url,
-            agent_config=Path(self.agent_config) if self.agent_config else None,
-            backend=self.backend,
+            agent_config=Path(experiment.agent_config) if experiment.agent_config else None,
+            backend=experiment.backend,
+            team_flags=tuple(experiment.team_flags()),
         )
 
-    def pair_dir(self, pair: Pair, setting: str) -> Path:
-        return pair_log_dir(self.spec(), pair, setting)
+    def pair_dir(self, pair: Pair, arm: Arm) -> Path:
+        return pair_log_dir(Path(self.logs_dir), pair, arm)
 
     def check_redis(self) -> None:
         try:
@@ -72,11 +70,13 @@ class CooperBenchRunner(dg.ConfigurableResource):
     def fork_socket(self) -> Path:
         return socket_path_for(Path(self.logs_dir))
 
-    def eval_pair(self, pair: Pair, setting: str, *, force: bool, log_path: Path) -> LaunchResult:
+    def eval_pair(
+        self, pair: Pair, arm: Arm, experiment: Experiment, *, force: bool, log_path: Path
+    ) -> LaunchResult:
         env = child_env(os.environ, {"CB_DATASET_DIR": str(self.dataset.root)})
         return launch(
             self.launcher,
-            eval_argv(self.spec(), pair, setting, force=force),
+            eval_argv(self.spec(experiment), pair, arm, force=force),
             env,
             log_path,
             self.timeout_seconds,
@@ -86,19 +86,19 @@ class CooperBenchRunner(dg.ConfigurableResource):
     def run_pair(
         self,
         pair: Pair,
-        setting: str,
+        arm: Arm,
+        experiment: Experiment,
         *,
         force: bool,
         log_path: Path,
         hold_fds: tuple[int, ...] = (),
     ) -> LaunchResult:
         """Run one pair; `hold_fds` (its claim) live as long as the cooperbench process."""
-        get_setting(setting)
-        spec = self.spec()
+        spec = self.spec(experiment)
         env = child_env(os.environ, {"CB_DATASET_DIR": str(self.dataset.root), **run_env(spec)})
         return launch(
             self.launcher,
-            run_argv(spec, pair, setting, force=force),
+            run_argv(spec, pair, arm, force=force),
             env,
             log_path,
             self.timeout_seconds,
@@ -109,23 +109,20 @@ class CooperBenchRunner(dg.ConfigurableResource):
 
 @dg.definitions
 def resources() -> dg.Definitions:
-    # one dataset resource: the runner's dependency is the same object as the top-level
-    # `dataset`, so a launchpad override of `dataset` reaches the runner too
-    dataset = default_dataset()
+    # one dataset and one registry resource: the runner's dependencies are the same objects
+    # as the top-level ones, so a launchpad override of either reaches the runner too
+    dataset, experiments = default_dataset(), default_registry()
     return dg.Definitions(
         resources={
             "dataset": dataset,
+            "experiments": experiments,
             "runner": CooperBenchRunner(
                 dataset=dataset,
+                experiments=experiments,
                 logs_dir=str(config.logs_dir()),
-                experiment=config.experiment(),
-                agent=config.agent(),
-                model=config.model(),
-                agent_config=config.agent_config(),
                 redis_url=config.redis_url(),
                 launcher=config.launcher(),
                 failure_patterns_file=config.failure_patterns_file(),
-                backend=config.backend(),
             ),
         }
     )

@@ -1,6 +1,8 @@
 """Find result.json files written under the logs root since the last look.
 
-The tree is upstream's: `<logs>/<run_name>/<solo|coop>/<repo>/<task_id>/f<a>_f<b>/result.json`.
+The tree is upstream's: `<logs>/<run_name>/<solo|coop|team>/<repo>/<task_id>/f<a>_f<b>/result.json`,
+one run name per arm (`oracle-solo`, `nano-coop-comm-r2`: see shared.partition_keys); runs of
+every registered experiment are scanned.
 A scan walks exactly that depth with `os.scandir` and stats only the result files,
 so it stays cheap on a tree of tens of thousands of runs.
 
@@ -23,14 +25,16 @@ import json
 import os
 import re
 import stat
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
 from cb_assets.defs.runs.results import ResultFileError, file_kind, read_regular_file
 from cb_assets.shared.dataset import Pair
-from cb_assets.shared.logs_layout import ATTEMPT_MARKER, ATTEMPTS_DIR
-from cb_assets.shared.settings import SETTING_NAMES, get_setting, run_name_for
+from cb_assets.shared.logs_layout import ATTEMPT_MARKER
+from cb_assets.shared.partition_keys import Arm, parse_run_name
+from cb_assets.shared.settings import get_setting
 
 INCOMPLETE_GRACE_SECONDS = 120.0
 QUARANTINE_DIR = "_quarantine"
@@ -51,7 +55,7 @@ class Found:
     changed_ns: int  # st_ctime_ns: when the file's content (or metadata) last changed
     state: str  # identifies this content state of the file; part of the run key
     pair_key: str
-    setting: str
+    arm: Arm
 
 
 @dataclass(frozen=True)
@@ -128,16 +132,15 @@ def _pair(repo: str, task_id: str, features: str) -> Pair | None:
     return Pair(repo, int(task_id), a, b) if a < b else None
 
 
-def _entries(logs_root: Path, experiment: str):
-    """(result path, pair folder, setting, stat result or the OSError of stat, whether the
-    folder names are canonical, the folder names) of every result.json entry of
-    `experiment`; missing ones are left out. Folder names are checked once per folder."""
-    settings = {run_name_for(experiment, s): get_setting(s) for s in SETTING_NAMES}
+def _entries(logs_root: Path, experiments: Collection[str]):
+    """(result path, pair folder, arm, stat result or the OSError of stat, whether the
+    folder names are canonical, the folder names) of every result.json entry of the
+    `experiments`; missing ones are left out. Folder names are checked once per folder."""
     for run in _dirs(str(logs_root)):
-        setting = settings.get(run.name)
-        if setting is None or run.name == ATTEMPTS_DIR:
+        arm = parse_run_name(run.name)
+        if arm is None or arm.experiment not in experiments:
             continue
-        for repo in _dirs(os.path.join(run.path, setting.upstream)):
+        for repo in _dirs(os.path.join(run.path, get_setting(arm.setting).upstream)):
             repo_ok = _REPO.fullmatch(repo.name) is not None
             for task in _dirs(repo.path):
                 task_ok = repo_ok and _TASK.fullmatch(task.name) is not None
@@ -152,16 +155,16 @@ def _entries(logs_root: Path, experiment: str):
                     match = _FEATURES.fullmatch(pair.name) if task_ok else None
                     canonical = match is not None and int(match[1]) < int(match[2])
                     names = (repo.name, task.name, pair.name)
-                    yield result, pair.path, setting.name, info, canonical, names
+                    yield result, pair.path, arm, info, canonical, names
 
 
-def iter_result_files(logs_root: Path, experiment: str):
-    """(result path, mtime, pair folder, setting) of every result.json of `experiment`,
+def iter_result_files(logs_root: Path, experiments: Collection[str]):
+    """(result path, mtime, pair folder, arm) of every result.json of the `experiments`,
     whatever kind of entry it is (the reader says why one cannot be read); mtime is 0.0
     for an entry that cannot be stat'ed."""
-    for result, pair_dir, setting, info, _, _ in _entries(logs_root, experiment):
+    for result, pair_dir, arm, info, _, _ in _entries(logs_root, experiments):
         mtime = 0.0 if isinstance(info, OSError) else info.st_mtime
-        yield result, mtime, Path(pair_dir), setting
+        yield result, mtime, Path(pair_dir), arm
 
 
 def pair_of(pair_dir: Path) -> Pair | None:
@@ -174,21 +177,21 @@ def pair_of(pair_dir: Path) -> Pair | None:
 
 def scan(
     logs_root: Path,
-    experiment: str,
+    experiments: Collection[str],
     cursor: Cursor,
     *,
     limit: int,
     settle_seconds: float,
     now: float,
 ) -> ScanResult:
-    """New complete result files of `experiment`, oldest change first, at most `limit`.
+    """New complete result files of the `experiments`, oldest change first, at most `limit`.
 
     Returns them, the cursor to store, how many files were left for a later tick (still
     being written or beyond the limit), and the entries skipped on every tick until fixed:
     not regular files, non-canonical folders, entries that cannot be stat'ed."""
     candidates = []
     skipped: list[Skipped] = []
-    for result, pair_dir, setting, info, canonical, names in _entries(logs_root, experiment):
+    for result, pair_dir, arm, info, canonical, names in _entries(logs_root, experiments):
         if isinstance(info, OSError):
             skipped.append(Skipped(Path(result), "unreadable", info.strerror or str(info)))
             continue
@@ -205,12 +208,12 @@ def scan(
             changed == cursor.changed_ns and result not in cursor.paths_at_changed
         ):
             state = f"{info.st_ino}-{info.st_size}-{info.st_mtime_ns}-{changed}"
-            candidates.append((changed, result, pair_dir, setting, names, state))
+            candidates.append((changed, result, pair_dir, arm, names, state))
     candidates.sort(key=lambda c: (c[0], c[1]))
     found: list[Found] = []
     deferred = 0
     new_cursor = Cursor(cursor.changed_ns, list(cursor.paths_at_changed))
-    for i, (changed, result, pair_dir, setting, names, state) in enumerate(candidates):
+    for i, (changed, result, pair_dir, arm, names, state) in enumerate(candidates):
         age = now - changed / 1e9
         # A file still being written stops the scan (the cursor may not pass it); one that
         # stays unreadable past the grace period is handed on, and its run names the problem.
@@ -228,7 +231,7 @@ def scan(
             continue
         pair = _pair(*names)
         if pair is not None:  # always, as `canonical` said
-            found.append(Found(Path(result), changed, state, pair.key, setting))
+            found.append(Found(Path(result), changed, state, pair.key, arm))
     return ScanResult(found, new_cursor, deferred, skipped)
 
 

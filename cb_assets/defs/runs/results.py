@@ -20,9 +20,10 @@ from typing import Any
 import pandas as pd
 
 from cb_assets.shared.dataset import Pair
+from cb_assets.shared.partition_keys import Arm
 from cb_assets.shared.result_shape import COOP_KEY, SOLO_KEY
 from cb_assets.shared.secrets import scrub
-from cb_assets.shared.settings import Setting
+from cb_assets.shared.settings import UPSTREAM_SETTINGS, Setting, get_setting
 
 MAX_RESULT_BYTES = 5 * 1024 * 1024  # result.json is a few KB; anything huge is not upstream's
 INT64_MAX = 2**63 - 1
@@ -247,15 +248,17 @@ def agent_blocks(result: dict[str, Any], path: Path) -> dict[str, dict[str, Any]
         if not isinstance(block, dict):
             raise ResultFileError(path, f"missing or invalid key '{SOLO_KEY}' (solo result)")
         return {"solo": block}
-    if setting == "coop":
+    if setting in UPSTREAM_SETTINGS:  # coop and team keep agent id -> block
         blocks = result.get(COOP_KEY)
         if not isinstance(blocks, dict) or not blocks:
-            raise ResultFileError(path, f"missing or invalid key '{COOP_KEY}' (coop result)")
+            raise ResultFileError(path, f"missing or invalid key '{COOP_KEY}' ({setting} result)")
         for agent_id, block in blocks.items():
             if not isinstance(block, dict):
                 raise ResultFileError(path, f"invalid key 'agents.{agent_id}': not an object")
         return blocks
-    raise ResultFileError(path, f"invalid key 'setting': {setting!r} (expected 'solo' or 'coop')")
+    raise ResultFileError(
+        path, f"invalid key 'setting': {setting!r} (expected one of {', '.join(UPSTREAM_SETTINGS)})"
+    )
 
 
 def _number(block: dict[str, Any], key: str, path: Path, where: str) -> int | float | None:
@@ -322,7 +325,15 @@ def count_messages(conversation_file: Path, root: Path | None = None) -> int | N
     return len(messages)
 
 
-def _features(result: dict[str, Any], pair: Pair, path: Path) -> None:
+def check_identity(result: dict[str, Any], pair: Pair, setting: Setting, path: Path) -> None:
+    """The result is of `pair` in `setting` as its folder says: upstream setting, repo, task
+    and features (one real public result file holds another pair's features)."""
+    if result.get("setting") != setting.upstream:
+        raise ResultFileError(
+            path,
+            f"key 'setting' is {result.get('setting')!r} but {setting.name} runs write "
+            f"{setting.upstream!r}",
+        )
     features = result.get("features")
     if (
         not isinstance(features, list)
@@ -333,42 +344,58 @@ def _features(result: dict[str, Any], pair: Pair, path: Path) -> None:
         raise ResultFileError(
             path, f"key 'features' is {features!r}, expected [{pair.feature_a}, {pair.feature_b}]"
         )
-
-
-def result_rows(
-    pair_dir: Path,
-    pair: Pair,
-    setting: Setting,
-    *,
-    ran: bool,
-    logs_root: Path | None = None,
-    image_digest: str | None = None,
-) -> list[dict[str, Any]]:
-    """One row per agent of the result in `pair_dir`, checked against the expected pair.
-
-    Every stored value is validated here: counts are whole numbers within int64, amounts
-    finite and not negative, strings valid UTF-8, `features` a list of the pair's two ints."""
-    path = pair_dir / "result.json"
-    result = read_json_file(path, root=logs_root)
-    blocks = agent_blocks(result, path)
-    if result["setting"] != setting.upstream:
-        raise ResultFileError(
-            path,
-            f"key 'setting' is {result['setting']!r} but {setting.name} runs write "
-            f"{setting.upstream!r}",
-        )
-    _features(result, pair, path)
     if (result.get("repo"), result.get("task_id")) != (pair.repo, pair.task_id):
         raise ResultFileError(
             path,
             f"keys 'repo'/'task_id' are {result.get('repo')!r}/{result.get('task_id')!r}, "
             f"expected {pair.repo!r}/{pair.task_id!r}",
         )
+
+
+STANDARD_RESULT_KEYS = frozenset(
+    "repo task_id features setting run_id run_name agent_framework model started_at ended_at "
+    "duration_seconds agent agents total_cost total_steps messages_sent log_dir".split()
+)
+STANDARD_AGENT_KEYS = frozenset(
+    "feature_id status cost steps input_tokens output_tokens cache_read_tokens "
+    "cache_write_tokens patch_lines error".split()
+)
+
+
+def _extra(result: dict[str, Any], block: dict[str, Any]) -> str | None:
+    """What upstream's newer settings or a fork wrote beyond the standard keys (team's
+    team_role and metrics, a fork's messages_by_kind), as a JSON object; None if nothing."""
+    extra = {k: v for k, v in result.items() if k not in STANDARD_RESULT_KEYS}
+    extra.update({f"agent.{k}": v for k, v in block.items() if k not in STANDARD_AGENT_KEYS})
+    if not extra:
+        return None
+    return json.dumps(extra, sort_keys=True, default=str, ensure_ascii=False)
+
+
+def result_rows(
+    pair_dir: Path,
+    pair: Pair,
+    arm: Arm,
+    *,
+    ran: bool,
+    logs_root: Path | None = None,
+    image_digest: str | None = None,
+    in_dataset: bool = True,
+) -> list[dict[str, Any]]:
+    """One row per agent of the result in `pair_dir`, checked against the expected pair.
+
+    Every stored value is validated here: counts are whole numbers within int64, amounts
+    finite and not negative, strings valid UTF-8, `features` a list of the pair's two ints."""
+    path = pair_dir / "result.json"
+    setting = get_setting(arm.setting)
+    result = read_json_file(path, root=logs_root)
+    blocks = agent_blocks(result, path)
+    check_identity(result, pair, setting, path)
     messages = count_messages(pair_dir / "conversation.json", root=logs_root)
     messages_sent = _count(result, "messages_sent", path, "")
-    if messages_sent is None and setting.upstream == "coop":
+    if messages_sent is None and setting.is_coop:
         messages_sent = 0
-    if setting.upstream == "coop" and messages is not None and messages != messages_sent:
+    if setting.is_coop and messages is not None and messages != messages_sent:
         raise ResultFileError(
             path,
             f"key 'messages_sent' is {messages_sent!r} but conversation.json holds "
@@ -388,7 +415,7 @@ def result_rows(
     }
     rows = []
     for agent_id, block in sorted(blocks.items()):
-        where = f"agents.{agent_id}" if setting.upstream == "coop" else "agent"
+        where = f"agents.{agent_id}" if setting.is_coop else "agent"
         _check_text(agent_id, path, where)
         status = block.get("status")
         if not isinstance(status, str):
@@ -400,8 +427,11 @@ def result_rows(
             _check_text(error, path, f"{where}.error")
         rows.append(
             {
-                "pair": pair.key,
+                "experiment": arm.experiment,
                 "setting": setting.name,
+                "repeat": arm.repeat,
+                "arm": arm.key,
+                "pair": pair.key,
                 "repo": pair.repo,
                 "task_id": pair.task_id,
                 "feature_a": pair.feature_a,
@@ -424,6 +454,8 @@ def result_rows(
                 "ran": ran,
                 "image": pair.image(),
                 "image_digest": image_digest,
+                "in_dataset": in_dataset,
+                "extra": _extra(result, block),
             }
         )
     return rows
@@ -432,8 +464,11 @@ def result_rows(
 # Explicit nullable dtypes: the first partition written creates the DuckDB table, and
 # an all-null column would otherwise be typed from nothing and reject later values.
 RUN_RESULT_DTYPES = {
-    "pair": "string",
+    "experiment": "string",
     "setting": "string",
+    "repeat": "Int64",
+    "arm": "string",
+    "pair": "string",
     "repo": "string",
     "task_id": "Int64",
     "feature_a": "Int64",
@@ -465,6 +500,8 @@ RUN_RESULT_DTYPES = {
     "image_digest": "string",
     "classification": "string",
     "classification_rule": "string",
+    "in_dataset": "boolean",
+    "extra": "string",
 }
 
 

@@ -5,7 +5,7 @@ import dagster as dg
 
 from cb_assets import config
 from cb_assets.defs.runs.assets import run_results
-from cb_assets.defs.runs.partitions import pair_partitions
+from cb_assets.defs.runs.partitions import arm_partitions, pair_partitions, register, run_partition
 from cb_assets.defs.runs.resources import CooperBenchRunner
 from cb_assets.defs.runs.result_scan import Cursor, scan, skipped_note
 from cb_assets.run_launcher.liveness import fail_dead_runs
@@ -21,7 +21,8 @@ SETTLE_SECONDS = 2.0  # a result.json younger than this may still be being writt
 )
 def new_results(context: dg.SensorEvaluationContext, runner: CooperBenchRunner):
     """Turns result.json files that appear under the logs root from outside Dagster (a
-    `cooperbench run` elsewhere, copied in) into materializations of exactly their
+    `cooperbench run` elsewhere, copied in, `cb-assets import`), for every experiment of
+    the registry, into materializations of exactly their
     partitions, which ingest them without rerunning. Incremental: a cursor over the files'
     change times (content state, so copies that keep an old mtime count); at most 100
     requests per tick, the rest at the next. Entries that are not regular files and folders
@@ -29,18 +30,20 @@ def new_results(context: dg.SensorEvaluationContext, runner: CooperBenchRunner):
     cursor = Cursor.loads(context.cursor)
     scanned = scan(
         Path(runner.logs_dir),
-        runner.experiment,
+        set(runner.experiments.load().names),
         cursor,
         limit=MAX_REQUESTS_PER_TICK,
         settle_seconds=SETTLE_SECONDS,
         now=time.time(),
     )
     known = set(context.instance.get_dynamic_partitions(pair_partitions.name))
+    # an arm of a registered experiment (a repeat or setting added since) gets its partition
+    register(context.instance, arm_partitions.name, [f.arm.key for f in scanned.found])
     requests = [
         dg.RunRequest(
             # the file's content state: a file delivered again is requested again
-            run_key=f"{f.pair_key}|{f.setting}@{f.state}",
-            partition_key=dg.MultiPartitionKey({"pair": f.pair_key, "setting": f.setting}),
+            run_key=f"{f.arm.key}|{f.pair_key}@{f.state}",
+            partition_key=run_partition(f.arm, f.pair_key),
             tags={"cb_assets/launched_by": "new_results", "cb_assets/result_file": str(f.path)},
         )
         for f in scanned.found

@@ -1,7 +1,9 @@
 """The figures as drawn: the matplotlib artists, not only the files."""
 
+import pandas as pd
 import pytest
 from matplotlib.colors import to_rgba
+from matplotlib.container import BarContainer
 
 from cb_assets.defs.reports import figures
 from cb_assets.shared.settings import SETTING_NAMES
@@ -53,3 +55,41 @@ def test_figures_inline_as_small_png_data_uris(tmp_path) -> None:
     markdown = figures.inline_markdown([path])
     assert markdown.startswith("![cost_per_setting](data:image/png;base64,iVBORw0KGgo")
     assert len(markdown) < 16_000
+
+
+def test_pass_rate_by_experiment_draws_each_rate_with_its_interval(tmp_path, monkeypatch) -> None:
+    summary = pd.DataFrame(
+        {
+            "experiment": ["b", "b", "a", "a", "a"],
+            "setting": ["solo", "coop-comm", "solo", "coop-comm", "team"],
+            "pass_rate": [0.5, 0.25, 0.8, 0.4, float("nan")],  # a/team never evaluated
+            "ci_low": [0.3, 0.1, 0.6, 0.2, float("nan")],
+            "ci_high": [0.7, 0.45, 0.9, 0.5, float("nan")],
+        }
+    )
+    drawn = {}
+    save = figures._save
+
+    def keep(fig, path):
+        drawn["fig"] = fig
+        [ax] = fig.axes
+        drawn["bars"] = {c.get_label(): c for c in ax.containers if isinstance(c, BarContainer)}
+        drawn["ticks"] = [t.get_text() for t in ax.get_xticklabels()]
+        return save(fig, path)
+
+    monkeypatch.setattr(figures, "_save", keep)
+    path = figures.pass_rate_by_experiment(summary, tmp_path / "pass_rate_by_experiment.png")
+    assert path.read_bytes().startswith(b"\x89PNG")
+    assert drawn["ticks"] == ["a", "b"]
+    bars = drawn["bars"]
+    assert list(bars) == ["solo", "coop-comm"]  # registry order; no bar for unevaluated team
+    assert [p.get_height() for p in bars["solo"].patches] == [0.8, 0.5]
+    assert [p.get_height() for p in bars["coop-comm"].patches] == [0.4, 0.25]
+    # solo bars sit left of coop-comm in each group, and each setting keeps its colour
+    assert bars["solo"].patches[0].get_x() < bars["coop-comm"].patches[0].get_x() < 1
+    assert bars["solo"].patches[1].get_facecolor() == to_rgba(figures.COLORS["solo"])
+    # the error bar of a/solo spans its interval, 0.6 to 0.9
+    segments = bars["solo"].errorbar.lines[2][0].get_segments()
+    assert [tuple(round(y, 6) for y in (s[0][1], s[1][1])) for s in segments] == [
+        (0.6, 0.9), (0.3, 0.7)
+    ]  # fmt: skip

@@ -1,0 +1,103 @@
+"""Bring a DuckDB file written by an earlier release up to this one, in place.
+
+Before the experiment registry a file held one experiment: rows had no experiment, repeat
+or arm, and run_attempts keyed partitions `<pair>|<setting>`. Upgrading keeps every row and
+names it the experiment it was run as, read from its upstream run name (`oracle-solo` →
+oracle), repeat 1. Idempotent, and one transaction: a killed upgrade leaves the old file.
+"""
+
+import re
+
+import duckdb
+
+from cb_assets.defs.storage.duckdb_access import table_exists, transaction
+from cb_assets.shared.partition_keys import EXPERIMENT_NAME, Arm, parse_run_name
+from cb_assets.shared.settings import SETTING_NAMES
+
+NEW_COLUMNS = {
+    "run_results": {
+        "experiment": "varchar",
+        "repeat": "bigint",
+        "arm": "varchar",
+        "in_dataset": "boolean",
+        "extra": "varchar",
+    },
+    "run_attempts": {"experiment": "varchar", "repeat": "integer", "arm": "varchar"},
+    "eval_results": {"experiment": "varchar", "repeat": "bigint", "arm": "varchar"},
+}
+# `<logs>/<run_name>/<solo|coop|team>/<repo>/<task>/f<a>_f<b>[/file]`: the run name of a path
+_RUN_NAME_IN_PATH = r"/([^/]+)/(?:solo|coop|team)/[^/]+/[^/]+/f[0-9]+_f[0-9]+(?:/[^/]*)?$"
+
+
+def arm_of_run(run_name: str | None, setting: str) -> Arm:
+    """The arm an earlier release's run name stands for: `<experiment>-<setting>`, repeat 1.
+    A name it did not write keeps its text as the experiment (characters a name may not hold
+    become `_`)."""
+    if run_name:
+        arm = parse_run_name(run_name)
+        if arm is not None and arm.setting == setting:
+            return arm
+        stem = run_name.removesuffix(f"-{setting}")
+    else:
+        stem = "unnamed"
+    name = re.sub(r"[^A-Za-z0-9_.]", "_", stem)[:64] or "unnamed"
+    if not EXPERIMENT_NAME.fullmatch(name):
+        name = f"x{name}"[:64]
+    return Arm(name, setting)
+
+
+def _columns(conn: duckdb.DuckDBPyConnection, table: str) -> set[str]:
+    return {row[0] for row in conn.execute(f"describe {table}").fetchall()}
+
+
+def _arms(conn: duckdb.DuckDBPyConnection, table: str, run_name_sql: str) -> None:
+    """Fill experiment, repeat, arm of `table` from the run name `run_name_sql` selects."""
+    pairs = conn.execute(
+        f"select distinct {run_name_sql.replace('{t}.', '')} as run_name, setting from {table}"
+    ).fetchall()
+    mapping = [
+        (
+            run_name,
+            setting,
+            *(lambda a: (a.experiment, a.repeat, a.key))(arm_of_run(run_name, setting)),
+        )
+        for run_name, setting in pairs
+        if setting in SETTING_NAMES
+    ]
+    conn.execute(
+        "create temp table arm_map (run_name varchar, setting varchar, experiment varchar, "
+        "repeat integer, arm varchar)"
+    )
+    conn.executemany("insert into arm_map values (?, ?, ?, ?, ?)", mapping)
+    conn.execute(
+        f"update {table} t set experiment = m.experiment, repeat = m.repeat, arm = m.arm "
+        f"from arm_map m where m.setting = t.setting "
+        f"and m.run_name is not distinct from ({run_name_sql.replace('{t}', 't')})"
+    )
+    conn.execute("drop table arm_map")
+
+
+def upgrade(conn: duckdb.DuckDBPyConnection) -> list[str]:
+    """Upgrade the tables an earlier release wrote; one line per table upgraded."""
+    done = []
+    plans = {
+        "run_results": "{t}.run_name",
+        "run_attempts": f"regexp_extract({{t}}.log_dir, '{_RUN_NAME_IN_PATH}', 1)",
+        "eval_results": f"regexp_extract({{t}}.eval_path, '{_RUN_NAME_IN_PATH}', 1)",
+    }
+    with transaction(conn):
+        for table, run_name_sql in plans.items():
+            if not table_exists(conn, table) or "experiment" in _columns(conn, table):
+                continue
+            for column, kind in NEW_COLUMNS[table].items():
+                conn.execute(f"alter table {table} add column {column} {kind}")
+            _arms(conn, table, run_name_sql)
+            if table == "run_results":
+                conn.execute("update run_results set in_dataset = true")
+            if table == "run_attempts":  # `<pair>|<setting>` → `<arm>|<pair>`
+                conn.execute(
+                    "update run_attempts set partition = arm || '|' || pair where arm is not null"
+                )
+            rows = conn.execute(f"select count(*) from {table}").fetchone()[0]
+            done.append(f"{table}: {rows} rows named by their experiment, repeat 1")
+    return done
