@@ -79,7 +79,7 @@ def _ingest(arm: Arm, pairs: list[str], plan: ImportPlan, skipped: int) -> int:
         tags = {"experiment": arm.experiment, "cb_assets/imported_from": str(plan.run_dir)}
         print(f"cb-assets: ingesting {len(keys)} pair-runs of {arm.key} (never rerun)")
         started = time.monotonic()
-        failed = materialize_partitions(project.location, project.instance, keys, 2, tags=tags)
+        failed = materialize_partitions(project.location, project.instance, keys, 4, tags=tags)
         evaluated = [
             partition_key(arm.key, p.pair.key)
             for p in plan.pairs
@@ -89,7 +89,7 @@ def _ingest(arm: Arm, pairs: list[str], plan: ImportPlan, skipped: int) -> int:
         if evaluated:
             print(f"cb-assets: ingesting {len(evaluated)} evaluations (eval.json)")
             failed += materialize_partitions(
-                project.location, project.instance, evaluated, 2, "eval_results", tags=tags
+                project.location, project.instance, evaluated, 4, "eval_results", tags=tags
             )
         code = finish(project, arm.experiment, started, keys, failed, analysis=bool(evaluated))
         return code or (1 if skipped else 0)

@@ -19,7 +19,7 @@ from cb_assets.defs.runs.results import ResultFileError
 from cb_assets.shared.dataset import Pair, PairKeyError, parse_pair_key
 from cb_assets.shared.experiments import Experiment, RegistryError
 from cb_assets.shared.failures import INFRA_ERROR, Pattern, classify_text
-from cb_assets.shared.partition_keys import Arm, ArmKeyError, parse_arm
+from cb_assets.shared.partition_keys import Arm, ArmKeyError, split_partition_key
 from cb_assets.shared.secrets import scrub
 from cb_assets.shared.settings import UnknownSettingError
 
@@ -46,9 +46,9 @@ def eval_results(
     experiment). Evaluation failures are classified like run failures: infrastructure ones
     are retried and never counted in pass rates."""
     with cancellation_ends_the_step(context):
-        keys = context.partition_key.keys_by_dimension
         try:
-            arm, pair = parse_arm(keys["arm"]), parse_pair_key(keys["pair"])
+            arm, pair_key = split_partition_key(str(context.partition_key))
+            pair = parse_pair_key(pair_key)
             experiment = runner.experiments.experiment_of(arm)
             pair_dir = runner.pair_dir(pair, arm)
             logs_root, patterns = Path(runner.logs_dir), runner.failure_patterns()

@@ -68,7 +68,8 @@ def _arms(conn: duckdb.DuckDBPyConnection, table: str, run_name_sql: str) -> Non
         "create temp table arm_map (run_name varchar, setting varchar, experiment varchar, "
         "repeat integer, arm varchar)"
     )
-    conn.executemany("insert into arm_map values (?, ?, ?, ?, ?)", mapping)
+    if mapping:  # executemany refuses an empty list (an old table with no rows)
+        conn.executemany("insert into arm_map values (?, ?, ?, ?, ?)", mapping)
     conn.execute(
         f"update {table} t set experiment = m.experiment, repeat = m.repeat, arm = m.arm "
         f"from arm_map m where m.setting = t.setting "
