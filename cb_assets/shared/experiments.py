@@ -21,8 +21,9 @@ SOURCES = ("run", "import")
 _SECRET_NAME_CHARS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 _FIELDS = (
     "name", "agent", "model", "settings", "repeats", "agent_config", "backend", "secrets",
-    "team_options", "source", "description",
+    "team_options", "source", "description", "cost_band",
 )  # fmt: skip
+DEFAULT_COST_BAND = (0.0, 20.0)  # plausible dollars per agent of one pair-run
 
 
 class RegistryError(ValueError):
@@ -42,6 +43,7 @@ class Experiment:
     team_options: tuple[str, ...] = ()
     source: str = "run"
     description: str = ""
+    cost_band: tuple[float, float] = DEFAULT_COST_BAND  # the report flags agents outside it
 
     @property
     def imported(self) -> bool:
@@ -152,6 +154,17 @@ def parse_experiment(entry: Any, path: Path, where: str) -> Experiment:
     if settings == () and source == "run":
         raise _fail(path, f"{where}.settings", "empty: name at least one setting")
     team_options = _names(entry, "team_options", path, where, TEAM_OPTIONS) or ()
+    band = entry.get("cost_band", list(DEFAULT_COST_BAND))
+    if (
+        not isinstance(band, list)
+        or len(band) != 2
+        or any(isinstance(v, bool) or not isinstance(v, int | float) for v in band)
+        or not 0 <= band[0] <= band[1]
+    ):
+        raise _fail(
+            path, f"{where}.cost_band", f"{band!r}: expected [low, high] dollars per agent, "
+            "0 <= low <= high"
+        )  # fmt: skip
     return Experiment(
         name=name,
         agent=_text(entry, "agent", path, where, required=True),
@@ -164,6 +177,7 @@ def parse_experiment(entry: Any, path: Path, where: str) -> Experiment:
         team_options=team_options,
         source=source,
         description=_text(entry, "description", path, where, required=False) or "",
+        cost_band=(float(band[0]), float(band[1])),
     )
 
 

@@ -253,6 +253,7 @@ def verification_report(
             model=experiment.model,
             settings=settings,
             repeats=repeats,
+            cost_band=experiment.cost_band,
             expected_pairs=expected,
             results=rows,
             manifest=manifest,

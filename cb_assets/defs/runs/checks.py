@@ -47,3 +47,34 @@ def results_match_images(duckdb: PlatformDuckDB) -> dg.AssetCheckResult:
             "partitions": ", ".join(keys[:50]) or "none",
         },
     )
+
+
+@dg.asset_check(asset=run_results, description="which pair-runs ended with an agent in Error")
+def agent_outcomes(duckdb: PlatformDuckDB) -> dg.AssetCheckResult:
+    """A partition is green once its result is recorded, whatever the agents did: this check
+    lists, per experiment, the pair-runs whose agents ended in Error or over their limits,
+    so they stand out in the UI (a warning: an agent's failure is a result, not a fault)."""
+    results = read_table(duckdb.path, "run_results")
+    if results is None or results.empty:
+        return not_checked("no run_results recorded yet")
+    bad = results[results["status"].astype(str) != "Submitted"]
+    runs = bad.drop_duplicates(["arm", "pair"])
+    keys = sorted(partition_key(runs["arm"], runs["pair"]))
+    per_experiment = {
+        str(name): int(count) for name, count in runs.groupby("experiment").size().items()
+    }
+    return dg.AssetCheckResult(
+        passed=not keys,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "pair_runs": int(results.drop_duplicates(["arm", "pair"]).shape[0]),
+            "not_submitted": len(keys),
+            "per_experiment": dg.MetadataValue.json(per_experiment),
+            "statuses": dg.MetadataValue.json(
+                {str(k): int(v) for k, v in bad["status"].astype(str).value_counts().items()}
+            ),
+            "partitions": ", ".join(keys[:50])
+            + (f" … and {len(keys) - 50} more" if len(keys) > 50 else "")
+            or "none",
+        },
+    )
