@@ -72,11 +72,24 @@ def make_platform(
     """Factory of platforms for one test (see `open_platform`)."""
     with ExitStack() as stack:
 
-        def make(n_pairs: int = 2, launcher: str = "forkserver") -> Platform:
+        def make(
+            n_pairs: int = 2,
+            launcher: str = "forkserver",
+            experiments: Path | None = None,
+            experiment: str = "oracle",
+        ) -> Platform:
             root = tmp_path / f"platform{len(stack._exit_callbacks)}"
             return stack.enter_context(
                 open_platform(
-                    root, lite_dataset, redis_url, fork_socket, monkeypatch, n_pairs, launcher
+                    root,
+                    lite_dataset,
+                    redis_url,
+                    fork_socket,
+                    monkeypatch,
+                    n_pairs,
+                    launcher,
+                    experiments,
+                    experiment,
                 )
             )
 

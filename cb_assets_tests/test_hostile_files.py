@@ -25,17 +25,20 @@ import pytest
 
 from cb_assets.defs.benchmark.resources import BenchmarkDataset
 from cb_assets.defs.evals.outcomes import eval_row
+from cb_assets.defs.experiments.resources import ExperimentRegistry
 from cb_assets.defs.runs import result_scan, results
 from cb_assets.defs.runs.resources import CooperBenchRunner
 from cb_assets.defs.runs.sensors import new_results
 from cb_assets.defs.storage import sql
 from cb_assets.shared.dataset import Pair
-from cb_assets.shared.settings import get_setting
+from cb_assets.shared.partition_keys import Arm
+from cb_assets_tests.support.platform import write_registry
+from cb_assets_tests.support.services import real_logs_dir, require_real_logs
 from cb_assets_tests.support.synthetic import write_result
 from cb_assets_tests.support.timeouts import within
 
 PAIR = Pair("dspy_task", 8394, 3, 4)
-REAL_LOGS = Path("/work/shared/real-logs")
+REAL_LOGS = real_logs_dir()
 CONTROL = [chr(c) for c in [*range(0x20), *range(0x7F, 0xA0)]]
 
 
@@ -48,7 +51,7 @@ def coop(tmp_path: Path, run_name: str = "e-coop-comm", pair: Pair = PAIR) -> Pa
 
 
 def rows(pair_dir: Path, logs: Path, pair: Pair = PAIR) -> list[dict]:
-    return results.result_rows(pair_dir, pair, get_setting("coop-comm"), ran=False, logs_root=logs)
+    return results.result_rows(pair_dir, pair, Arm("e", "coop-comm"), ran=False, logs_root=logs)
 
 
 def fifo_at(path: Path) -> Path:
@@ -77,7 +80,7 @@ def test_a_fifo_eval_json_is_refused_at_once(tmp_path: Path) -> None:
         within(
             5,
             lambda: eval_row(
-                d, PAIR, get_setting("coop-comm"), ran=False, patterns=(), logs_root=tmp_path
+                d, PAIR, Arm("e", "coop-comm"), ran=False, patterns=(), logs_root=tmp_path
             ),
             fifos=(fifo,),
         )
@@ -172,7 +175,7 @@ def test_scan_skips_non_regular_entries_without_blocking(tmp_path: Path) -> None
     scanned = within(
         10,
         lambda: result_scan.scan(
-            logs, "exp", result_scan.Cursor(), limit=10, settle_seconds=2, now=later()
+            logs, {"exp"}, result_scan.Cursor(), limit=10, settle_seconds=2, now=later()
         ),
         fifos=(entries["fifo"],),
     )
@@ -188,8 +191,13 @@ def test_scan_skips_non_regular_entries_without_blocking(tmp_path: Path) -> None
 
 def sensor_tick(logs: Path, pairs: list[Pair], cursor: str | None = None):
     """One evaluation of the real `new_results` sensor; its result and the cursor it left."""
+    registry = write_registry(
+        logs.parent / "experiments.yaml", {"name": "exp", "agent": "oracle", "model": "oracle"}
+    )
     runner = CooperBenchRunner(
-        dataset=BenchmarkDataset(dataset_dir=str(logs)), logs_dir=str(logs), experiment="exp"
+        dataset=BenchmarkDataset(dataset_dir=str(logs)),
+        experiments=ExperimentRegistry(path=str(registry)),
+        logs_dir=str(logs),
     )
     with dg.DagsterInstance.ephemeral() as instance:
         instance.add_dynamic_partitions("pairs", [p.key for p in pairs])
@@ -307,39 +315,39 @@ def real_pair_dirs() -> list[Path]:
     return sorted(p.parent for p in REAL_LOGS.glob("*/*/*/*/*/result.json"))
 
 
-@pytest.mark.skipif(not REAL_LOGS.is_dir(), reason="no real upstream logs on this machine")
 def test_every_real_upstream_file_still_parses() -> None:
     """Real runs: fork-specific extra keys, Error agents, task 0, heavy-tailed durations."""
+    require_real_logs()
     pair_dirs = real_pair_dirs()
     assert len(pair_dirs) == 141
     for d in pair_dirs:
         pair = result_scan.pair_of(d)
         assert pair is not None, d  # every real folder name is canonical (openai_tiktoken/0)
-        setting = get_setting("solo" if d.parts[-4] == "solo" else "coop-comm")
-        got = results.result_rows(d, pair, setting, ran=False, logs_root=REAL_LOGS)
+        arm = Arm("real", "solo" if d.parts[-4] == "solo" else "coop-comm")
+        got = results.result_rows(d, pair, arm, ran=False, logs_root=REAL_LOGS)
         assert results.rows_to_frame(got)["cost"].min() >= 0
         if (d / "eval.json").exists():
-            eval_row(d, pair, setting, ran=False, patterns=(), logs_root=REAL_LOGS)
+            eval_row(d, pair, arm, ran=False, patterns=(), logs_root=REAL_LOGS)
     for other in ("config.json", "summary.json", "eval_summary.json"):
         for path in REAL_LOGS.glob(f"*/{other}"):
             results.read_json_file(path, root=REAL_LOGS)
 
 
-@pytest.mark.skipif(not REAL_LOGS.is_dir(), reason="no real upstream logs on this machine")
 def test_a_real_run_copied_in_after_the_cursor_is_found_whole(tmp_path: Path) -> None:
     """`cp -a` of a real run (files from July 2026) after the sensor already handled newer
     files: all 20 pairs are found, none is skipped."""
+    require_real_logs()
     logs = tmp_path / "logs"
     write_result(logs, "exp-solo", PAIR, "solo")
     _, cursor, *_ = result_scan.scan(
-        logs, "exp", result_scan.Cursor(), limit=100, settle_seconds=2, now=later()
+        logs, {"exp"}, result_scan.Cursor(), limit=100, settle_seconds=2, now=later()
     )
     shutil.copytree(REAL_LOGS / "nano_msg_1", logs / "exp-coop-comm")  # copy2: old mtimes
     for folder, _, _ in os.walk(logs):
         os.chmod(folder, 0o755)
-    scanned = result_scan.scan(logs, "exp", cursor, limit=100, settle_seconds=2, now=later())
+    scanned = result_scan.scan(logs, {"exp"}, cursor, limit=100, settle_seconds=2, now=later())
     assert len(scanned[0]) == 20 and scanned[2] == 0
-    assert {f.setting for f in scanned[0]} == {"coop-comm"}
+    assert {f.arm for f in scanned[0]} == {Arm("exp", "coop-comm")}
     assert len(scanned) < 4 or scanned[3] == []  # (older scans returned no skipped list)
 
 
@@ -400,7 +408,7 @@ def test_a_copy_that_keeps_an_old_mtime_is_found(tmp_path: Path) -> None:
     logs = tmp_path / "logs"
     write_result(logs, "exp-solo", PAIR, "solo")
     found, cursor, *_ = result_scan.scan(
-        logs, "exp", result_scan.Cursor(), limit=10, settle_seconds=2, now=later()
+        logs, {"exp"}, result_scan.Cursor(), limit=10, settle_seconds=2, now=later()
     )
     assert [f.pair_key for f in found] == [PAIR.key]
     # a result from elsewhere, a day old, arrives by `cp -p` after the cursor moved on
@@ -411,7 +419,7 @@ def test_a_copy_that_keeps_an_old_mtime_is_found(tmp_path: Path) -> None:
     target.parent.mkdir(parents=True)
     shutil.copy2(source, target)
     assert target.stat().st_mtime < time.time() - 86000
-    found, *_ = result_scan.scan(logs, "exp", cursor, limit=10, settle_seconds=2, now=later())
+    found, *_ = result_scan.scan(logs, {"exp"}, cursor, limit=10, settle_seconds=2, now=later())
     assert [f.pair_key for f in found] == [other.key]
 
 
@@ -421,7 +429,7 @@ def test_a_future_mtime_neither_hides_a_file_nor_holds_the_scan(tmp_path: Path) 
     year_2100 = 4102444800
     os.utime(path, (year_2100, year_2100))
     found, *_ = result_scan.scan(
-        logs, "exp", result_scan.Cursor(), limit=10, settle_seconds=2, now=later()
+        logs, {"exp"}, result_scan.Cursor(), limit=10, settle_seconds=2, now=later()
     )
     assert [f.pair_key for f in found] == [PAIR.key]
 
@@ -434,6 +442,7 @@ def test_a_file_delivered_again_is_requested_again_under_a_new_run_key(tmp_path:
     time.sleep(2.1)
     first, cursor = sensor_tick(logs, [PAIR])
     [request] = first.run_requests
+    assert request.partition_key == f"exp/solo|{PAIR.key}"
     again, _ = sensor_tick(logs, [PAIR], cursor)
     assert isinstance(again, dg.SkipReason)
     shutil.copy2(kept, path)  # rsync -a / cp -p of the same result again

@@ -3,9 +3,9 @@ from pathlib import Path
 
 from cb_assets.runner.command import RunSpec, pair_log_dir, run_argv
 from cb_assets.shared.dataset import Pair
+from cb_assets.shared.partition_keys import Arm
 
 SPEC = RunSpec(
-    experiment="exp",
     agent="oracle",
     model="oracle",
     dataset_dir=Path("/ds"),
@@ -16,7 +16,7 @@ PAIR = Pair("dspy_task", 8394, 3, 4)
 
 
 def test_argv_selects_exactly_one_pair() -> None:
-    argv = run_argv(SPEC, PAIR, "solo")
+    argv = run_argv(SPEC, PAIR, Arm("exp", "solo"))
     for flag, value in [
         ("-r", "dspy_task"),
         ("-t", "8394"),
@@ -31,21 +31,45 @@ def test_argv_selects_exactly_one_pair() -> None:
 
 
 def test_only_coop_nocomm_disables_messaging() -> None:
-    assert "--no-messaging" not in run_argv(SPEC, PAIR, "coop-comm")
-    assert "--no-messaging" in run_argv(SPEC, PAIR, "coop-nocomm")
-    assert "--force" in run_argv(SPEC, PAIR, "coop-nocomm", force=True)
+    assert "--no-messaging" not in run_argv(SPEC, PAIR, Arm("exp", "coop-comm"))
+    assert "--no-messaging" in run_argv(SPEC, PAIR, Arm("exp", "coop-nocomm"))
+    assert "--force" in run_argv(SPEC, PAIR, Arm("exp", "coop-nocomm"), force=True)
 
 
 def test_coop_settings_never_share_a_log_tree() -> None:
-    comm, nocomm = pair_log_dir(SPEC, PAIR, "coop-comm"), pair_log_dir(SPEC, PAIR, "coop-nocomm")
+    comm = pair_log_dir(SPEC.logs_dir, PAIR, Arm("exp", "coop-comm"))
+    nocomm = pair_log_dir(SPEC.logs_dir, PAIR, Arm("exp", "coop-nocomm"))
     assert comm == Path("/logs/exp-coop-comm/coop/dspy_task/8394/f3_f4")
     assert nocomm == Path("/logs/exp-coop-nocomm/coop/dspy_task/8394/f3_f4")
+
+
+def test_repeats_and_experiments_never_share_a_log_tree() -> None:
+    dirs = {
+        pair_log_dir(SPEC.logs_dir, PAIR, arm)
+        for arm in (Arm("exp", "solo"), Arm("exp", "solo", 2), Arm("other", "solo"))
+    }
+    assert dirs == {
+        Path("/logs/exp-solo/solo/dspy_task/8394/f3_f4"),
+        Path("/logs/exp-solo-r2/solo/dspy_task/8394/f3_f4"),
+        Path("/logs/other-solo/solo/dspy_task/8394/f3_f4"),
+    }
+    argv = run_argv(SPEC, PAIR, Arm("exp", "coop-git", 3))
+    assert argv[argv.index("--name") + 1] == "exp-coop-git-r3"
+    assert argv[argv.index("--setting") + 1] == "coop" and "--git" in argv
+
+
+def test_team_flags_reach_team_arms_only() -> None:
+    from dataclasses import replace
+
+    spec = replace(SPEC, team_flags=("--team-no-mcp",))
+    assert "--team-no-mcp" in run_argv(spec, PAIR, Arm("exp", "team"))
+    assert "--team-no-mcp" not in run_argv(spec, PAIR, Arm("exp", "coop-comm"))
 
 
 def test_backend_is_passed_through() -> None:
     from dataclasses import replace
 
-    argv = run_argv(replace(SPEC, backend="modal"), PAIR, "solo")
+    argv = run_argv(replace(SPEC, backend="modal"), PAIR, Arm("exp", "solo"))
     assert argv[argv.index("--backend") + 1] == "modal"
 
 
@@ -59,7 +83,7 @@ def test_the_redis_url_is_not_on_the_command_line() -> None:
 
     spec = replace(SPEC, redis_url=REDIS_WITH_PASSWORD)
     for setting in ("solo", "coop-comm", "coop-nocomm"):
-        argv = run_argv(spec, PAIR, setting)
+        argv = run_argv(spec, PAIR, Arm("exp", setting))
         assert "--redis" not in argv and not any("hunter2" in a for a in argv)
     assert run_env(spec) == {"CB_REDIS_URL": REDIS_WITH_PASSWORD}
 
@@ -67,7 +91,7 @@ def test_the_redis_url_is_not_on_the_command_line() -> None:
 def test_the_wrapped_cli_hands_upstream_the_redis_url_from_the_environment() -> None:
     from cb_assets.runner.command import upstream_argv
 
-    argv = run_argv(SPEC, PAIR, "coop-comm")
+    argv = run_argv(SPEC, PAIR, Arm("exp", "coop-comm"))
     assert upstream_argv(argv, REDIS_WITH_PASSWORD) == [*argv, "--redis", REDIS_WITH_PASSWORD]
     assert upstream_argv(argv, None) == argv  # unset: upstream's own default
     given = [*argv, "--redis", "redis://elsewhere:1"]
@@ -124,7 +148,9 @@ def test_a_launched_pair_run_shows_no_redis_password_in_proc_cmdline(
     import threading
     import time
 
+    from cb_assets.config import PROJECT_ROOT
     from cb_assets.defs.benchmark.resources import BenchmarkDataset
+    from cb_assets.defs.experiments.resources import ExperimentRegistry
     from cb_assets.defs.runs.resources import CooperBenchRunner
     from cb_assets_tests.support.synthetic import make_subset_dataset
 
@@ -135,17 +161,20 @@ def test_a_launched_pair_run_shows_no_redis_password_in_proc_cmdline(
         pair = BenchmarkDataset(dataset_dir=str(dataset), subset="test").pairs()[0]
         runner = CooperBenchRunner(
             dataset=BenchmarkDataset(dataset_dir=str(dataset), subset="test"),
+            experiments=ExperimentRegistry(path=str(PROJECT_ROOT / "experiments.yaml")),
             logs_dir=str(tmp_path / "logs"),
             redis_url=url,
             launcher="subprocess",
         )
         monkeypatch.setenv("CB_OFFLINE_AGENT_DELAY", "2")
         monkeypatch.delenv("CB_REDIS_URL", raising=False)
+        arm = Arm("oracle", "coop-comm")
+        experiment = runner.experiments.get("oracle")
         outcome = {}
         worker = threading.Thread(
             target=lambda: outcome.update(
                 result=runner.run_pair(
-                    pair, "coop-comm", force=True, log_path=tmp_path / "process.log"
+                    pair, arm, experiment, force=True, log_path=tmp_path / "process.log"
                 )
             )
         )
@@ -164,7 +193,7 @@ def test_a_launched_pair_run_shows_no_redis_password_in_proc_cmdline(
         assert seen == []
         assert outcome["result"].exit_code == 0, (tmp_path / "process.log").read_text()[-3000:]
         result = json.loads(
-            (runner.pair_dir(pair, "coop-comm") / "result.json").read_text(encoding="utf-8")
+            (runner.pair_dir(pair, arm) / "result.json").read_text(encoding="utf-8")
         )
         assert result["messages_sent"] == 2  # upstream got the URL, password and all
     finally:

@@ -37,6 +37,7 @@ from cb_assets.runner.forkserver import (
 from cb_assets.runner.launch import child_env
 from cb_assets.runner.outcome import LaunchError
 from cb_assets.shared.dataset import Pair, load_pairs
+from cb_assets.shared.partition_keys import Arm
 from cb_assets_tests.support.services import require
 from cb_assets_tests.support.synthetic import make_subset_dataset
 
@@ -218,7 +219,6 @@ def slow_pair(lite_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> t
 def slow_request(server: Server, slow_pair: tuple[Path, Pair], delay: float, name: str) -> dict:
     dataset, pair = slow_pair
     spec = RunSpec(
-        experiment="oracle",
         agent="oracle",
         model="oracle",
         dataset_dir=dataset,
@@ -228,7 +228,7 @@ def slow_request(server: Server, slow_pair: tuple[Path, Pair], delay: float, nam
     env = {"CB_DATASET_DIR": str(dataset), "CB_OFFLINE_AGENT_DELAY": str(delay)}
     return {
         "fingerprint": fingerprint(),
-        "argv": run_argv(spec, pair, "solo", force=True),
+        "argv": run_argv(spec, pair, Arm("oracle", "solo"), force=True),
         "env": child_env(os.environ, env),
         "log_path": str(server.root / "_attempts" / name),
     }

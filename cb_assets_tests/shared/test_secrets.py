@@ -8,8 +8,8 @@ from cb_assets.defs.evals.outcomes import eval_row
 from cb_assets.defs.runs.results import result_rows
 from cb_assets.shared.dataset import Pair
 from cb_assets.shared.failures import DEFAULT_PATTERNS
+from cb_assets.shared.partition_keys import Arm
 from cb_assets.shared.secrets import scrub
-from cb_assets.shared.settings import get_setting
 from cb_assets_tests.support.synthetic import agent_block, write_eval, write_result
 
 PAIR = Pair("dspy_task", 8394, 3, 4)
@@ -78,7 +78,7 @@ def test_result_rows_store_the_error_scrubbed(tmp_path: Path) -> None:
     d = write_result(
         tmp_path, "e-solo", PAIR, "solo", agents=[agent_block(status="Error", error=error)]
     )
-    [row] = result_rows(d, PAIR, get_setting("solo"), ran=True)
+    [row] = result_rows(d, PAIR, Arm("e", "solo"), ran=True)
     assert row["error"] == "litellm.AuthenticationError: Incorrect API key provided: sk-***"
 
 
@@ -89,5 +89,5 @@ def test_eval_rows_store_the_error_scrubbed(tmp_path: Path) -> None:
         outcome="fail",
         error="git clone https://bot:ghs_abcdefghijklmnopqrstuv@github.com/x failed",
     )
-    row = eval_row(tmp_path, PAIR, get_setting("solo"), ran=False, patterns=DEFAULT_PATTERNS)
+    row = eval_row(tmp_path, PAIR, Arm("e", "solo"), ran=False, patterns=DEFAULT_PATTERNS)
     assert "ghs_abcdefghijklmnopqrstuv" not in row["error"] and "github.com/x" in row["error"]

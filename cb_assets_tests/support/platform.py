@@ -7,8 +7,11 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+import yaml
 
 from cb_assets.cli.launch import range_tags
+from cb_assets.config import PROJECT_ROOT, RETIRED
+from cb_assets.shared.partition_keys import Arm, partition_key
 from cb_assets_tests.support.synthetic import make_subset_dataset
 
 
@@ -71,18 +74,27 @@ def platform_env(
     redis_url: str,
     subset: str = "test",
     launcher: str = "forkserver",
+    experiments: Path | None = None,
+    experiment: str = "oracle",
 ) -> dict[str, str]:
-    """The environment that configures a platform whose data lives under `root`."""
+    """The environment that configures a platform whose data lives under `root`: the shipped
+    experiment registry (or `experiments`), runs defaulting to `experiment`."""
     return {
         "CB_DATA_DIR": str(root / "data"),
         "CB_DATASET_DIR": str(dataset_dir),
         "CB_SUBSET": subset,
         "CB_REDIS_URL": redis_url,
         "CB_LAUNCHER": launcher,
-        "CB_EXPERIMENT": "oracle",
-        "CB_AGENT": "oracle",
-        "CB_MODEL": "oracle",
+        "CB_EXPERIMENTS": str(experiments or PROJECT_ROOT / "experiments.yaml"),
+        "CB_EXPERIMENT": experiment,
     }
+
+
+def write_registry(path: Path, *entries: dict) -> Path:
+    """An experiments.yaml at `path` holding `entries` (mappings as the registry spells them)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump({"experiments": list(entries)}, sort_keys=False))
+    return path
 
 
 @contextmanager
@@ -94,32 +106,48 @@ def open_platform(
     mp: pytest.MonkeyPatch,
     n_pairs: int = 2,
     launcher: str = "forkserver",
+    experiments: Path | None = None,
+    experiment: str = "oracle",
 ) -> Iterator[Platform]:
     """A platform over the first `n_pairs` lite pairs, configured by environment as users
-    configure it, with its own DuckDB file and Dagster instance under `root`."""
+    configure it, with its own DuckDB file and Dagster instance under `root`; its experiments
+    are the shipped registry's, or those of the registry file `experiments`."""
     dataset = make_subset_dataset(lite_dataset, root / "dataset", n_pairs)
-    for key, value in platform_env(root, dataset, redis_url, launcher=launcher).items():
-        mp.setenv(key, value)
+    env = platform_env(
+        root, dataset, redis_url, launcher=launcher, experiments=experiments, experiment=experiment
+    )
+    for name, value in env.items():
+        mp.setenv(name, value)
+    for retired in RETIRED:  # a set one is a preflight error
+        mp.delenv(retired, raising=False)
     mp.setenv("CB_FORKSERVER_SOCKET", str(fork_socket))
     (root / "dagster").mkdir(parents=True)
     with dg.instance_for_test(temp_dir=str(root / "dagster")) as instance:
         yield Platform(root=root, dataset_dir=dataset, instance=instance)
 
 
-def pair_dir(platform: Platform, pair: str, setting: str, experiment: str = "oracle") -> Path:
-    """Where upstream writes `pair` of `setting` in this platform's logs."""
+def pair_dir(
+    platform: Platform, pair: str, setting: str, experiment: str = "oracle", repeat: int = 1
+) -> Path:
+    """Where upstream writes `pair` of `setting` (of `experiment`, `repeat`) in this
+    platform's logs."""
     from cb_assets.shared.dataset import parse_pair_key
     from cb_assets.shared.settings import get_setting
 
     p = parse_pair_key(pair)
     return (
         platform.logs_dir
-        / f"{experiment}-{setting}"
+        / Arm(experiment, setting, repeat).run_name
         / get_setting(setting).upstream
         / p.repo
         / str(p.task_id)
         / p.features_dir
     )
+
+
+def key(pair: str, setting: str, experiment: str = "oracle", repeat: int = 1) -> str:
+    """The run_results partition key of `pair` in `setting` of `experiment`."""
+    return partition_key(Arm(experiment, setting, repeat).key, pair)
 
 
 def run_results_meta(result: dg.ExecuteInProcessResult) -> dict:

@@ -34,6 +34,18 @@ def shared_dataset_dir() -> Path:
     )
 
 
+def real_logs_dir() -> Path:
+    """Real upstream run directories (read-only; README.md there), next to the dataset."""
+    return PROJECT_ROOT.parent / "shared" / "real-logs"
+
+
+def require_real_logs() -> Path:
+    """The real run directories; skip without them (fail under CI)."""
+    root = real_logs_dir()
+    require(root.is_dir(), f"no real upstream logs at {root}")
+    return root
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as s:

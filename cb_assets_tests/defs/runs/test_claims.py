@@ -20,7 +20,7 @@ with claims.claim(Path(sys.argv[1]), sys.argv[2], wait_seconds=5) as held:
     time.sleep(60)
 """
 
-PARTITION = "dspy_task-8394-f1_f2|solo"
+PARTITION = "oracle/solo/r2|dspy_task-8394-f1_f2"
 
 
 def _holder(logs: Path) -> subprocess.Popen:
@@ -39,7 +39,7 @@ def test_a_live_holder_keeps_others_out_and_is_named(tmp_path: Path) -> None:
             with claims.claim(tmp_path, PARTITION, wait_seconds=0.3, on_wait=waits.append):
                 pass
         assert waits and PARTITION in waits[0]
-        with claims.claim(tmp_path, "other|solo", wait_seconds=0.3):
+        with claims.claim(tmp_path, "oracle/solo|dspy_task-8394-f1_f2", wait_seconds=0.3):
             pass  # other partitions are free
     finally:
         holder.kill()
@@ -81,7 +81,14 @@ def test_a_symlinked_claim_file_is_refused(tmp_path: Path) -> None:
     assert victim.read_text() == "keep"
 
 
-@pytest.mark.parametrize("bad", ["", "..", "a/b|solo"])
+def test_a_claim_file_spells_the_arm_s_slash_as_plus(tmp_path: Path) -> None:
+    path = claims.claim_path(tmp_path, PARTITION)
+    assert path.name == "oracle+solo+r2|dspy_task-8394-f1_f2.json"
+    assert path.parent == claims.claim_path(tmp_path, "x/solo|p").parent
+    assert path.parent.is_relative_to(tmp_path)
+
+
+@pytest.mark.parametrize("bad", ["", "..", ".", "/", "a+b/solo|p", "x/solo|p\0"])
 def test_keys_that_are_no_file_name_are_refused(tmp_path: Path, bad: str) -> None:
     with pytest.raises(ValueError, match="invalid partition key"):
         claims.claim_path(tmp_path, bad)

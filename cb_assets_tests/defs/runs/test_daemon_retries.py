@@ -13,7 +13,7 @@ import dagster as dg
 from cb_assets.agents.faults import fault_for, parse_rates
 from cb_assets.config import PROJECT_ROOT
 from cb_assets.defs.runs.partitions import partitions_needing_runs
-from cb_assets.shared.settings import SETTING_NAMES
+from cb_assets.shared.experiments import load_registry
 from cb_assets_tests.support.cli import run_cli
 from cb_assets_tests.support.daemon import (
     busy_runs,
@@ -24,6 +24,7 @@ from cb_assets_tests.support.daemon import (
     wait_for,
 )
 from cb_assets_tests.support.faults import RATES, run_key, seed_with_every_fault
+from cb_assets_tests.support.platform import key as partition_of
 
 REAPED = "died without reporting"
 
@@ -48,7 +49,6 @@ def test_backfill_with_slow_retries_reaps_only_the_killed_run(
         redis_url,
         fork_socket,
         n_pairs=10,
-        CB_AGENT="flaky",
         CB_EXPERIMENT="flaky",
         CB_FLAKY_RATES=RATES,
         CB_RETRY_DELAY_SECONDS="4",  # first retry after ~4 s, the second after ~8 s
@@ -60,12 +60,13 @@ def test_backfill_with_slow_retries_reaps_only_the_killed_run(
     assert listed.returncode == 0, listed.stdout + listed.stderr
     instance = dg.DagsterInstance.from_config(str(home))
     pairs = instance.get_dynamic_partitions("pairs")
-    keys = [(p, s) for p in pairs for s in SETTING_NAMES]
+    settings = load_registry(PROJECT_ROOT / "experiments.yaml").get("flaky").settings
+    keys = [(p, s) for p in pairs for s in settings]
     assert len(keys) == 30
     rates = parse_rates(RATES)
     seed = seed_with_every_fault(keys, rates)
     env["CB_FLAKY_SEED"] = seed
-    schedule = {f"{p}|{s}": fault_for(seed, run_key(p, s), rates) for p, s in keys}
+    schedule = {partition_of(p, s, "flaky"): fault_for(seed, run_key(p, s), rates) for p, s in keys}
 
     daemon = start_daemon(env, tmp_path / "daemon.log")
     try:

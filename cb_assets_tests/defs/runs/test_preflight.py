@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from cb_assets.config import PROJECT_ROOT, ConfigError
+from cb_assets.config import PROJECT_ROOT, RETIRED, ConfigError
 from cb_assets.defs.runs import preflight
+from cb_assets_tests.support.platform import write_registry
 
 OFFLINE = {"oracle", "noop", "flaky"}
 
@@ -17,16 +18,26 @@ OFFLINE = {"oracle", "noop", "flaky"}
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch):
     for var in (
-        "CB_AGENT",
+        *RETIRED,
+        "CB_EXPERIMENT",
+        "CB_EXPERIMENTS",
         "CB_FAILURE_PATTERNS",
         "CB_RETRY_DELAY_SECONDS",
         "CB_LAUNCHER",
-        "CB_BACKEND",
         "CB_SENSOR_INTERVAL_SECONDS",
         "CB_REPORT_REFRESH_SECONDS",
         "COOPERBENCH_EXTERNAL_AGENTS",
     ):
         monkeypatch.delenv(var, raising=False)
+
+
+def use_registry(monkeypatch, tmp_path: Path, *entries: dict, pick: str | None = None) -> Path:
+    """A registry of `entries` in tmp_path, picked by CB_EXPERIMENTS (and CB_EXPERIMENT)."""
+    path = write_registry(tmp_path / "experiments.yaml", *entries)
+    monkeypatch.setenv("CB_EXPERIMENTS", str(path))
+    if pick:
+        monkeypatch.setenv("CB_EXPERIMENT", pick)
+    return path
 
 
 def test_the_default_configuration_passes() -> None:
@@ -57,15 +68,63 @@ def test_known_agents_are_upstreams_and_ours_read_without_importing_cooperbench(
     assert set(names) == set(list_agents()) | OFFLINE
 
 
-def test_an_unknown_agent_is_one_line_naming_cb_agent(monkeypatch) -> None:
-    monkeypatch.setenv("CB_AGENT", "unknown_agent")
+def test_an_unknown_agent_is_one_line_naming_the_registry_key(monkeypatch, tmp_path) -> None:
+    path = use_registry(
+        monkeypatch, tmp_path,
+        {"name": "oracle", "agent": "oracle", "model": "oracle"},
+        {"name": "mine", "agent": "unknown_agent", "model": "m"},
+        pick="mine",
+    )  # fmt: skip
     [problem] = preflight.problems()
-    assert problem.startswith("CB_AGENT='unknown_agent': unknown agent framework; expected one of")
-    assert "mini_swe_agent_v2" in problem and "oracle" in problem
-    with pytest.raises(ConfigError, match="CB_AGENT='unknown_agent'"):
+    assert problem.startswith(
+        f"{path}: experiments.mine.agent='unknown_agent': unknown agent framework; expected one of"
+    )
+    assert "mini_swe_agent_v2" in problem and "oracle" in problem and "\n" not in problem
+    with pytest.raises(ConfigError, match="experiments.mine.agent='unknown_agent'"):
         preflight.check()
+    # the experiment asked for wins over CB_EXPERIMENT
+    assert preflight.problems("oracle") == []
+    preflight.check("oracle")
     for name in ("oracle", "flaky", "mini_swe_agent_v2", "codex"):
         assert preflight.agent_problem(name) is None
+
+
+@pytest.mark.parametrize("var", sorted(RETIRED))
+def test_a_retired_variable_says_where_its_setting_went(monkeypatch, var: str) -> None:
+    monkeypatch.setenv(var, "oracle")
+    [problem] = preflight.problems()
+    assert problem.startswith(f"{var}='oracle': no longer read; set `{RETIRED[var]}:`")
+    assert "experiments.yaml" in problem and "CB_EXPERIMENT" in problem
+    with pytest.raises(ConfigError, match=var):
+        preflight.check()
+
+
+def test_an_unknown_experiment_and_a_broken_registry_are_problems(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("CB_EXPERIMENT", "nope")
+    [problem] = preflight.problems()
+    assert "no experiment 'nope'" in problem and "oracle, noop, flaky" in problem
+    path = tmp_path / "experiments.yaml"
+    path.write_text("experiments:\n  - {name: a-b, agent: oracle, model: m}\n")
+    monkeypatch.setenv("CB_EXPERIMENTS", str(path))
+    [problem] = preflight.problems()
+    assert problem.startswith(f"{path}: key 'experiments[0].name'")
+
+
+def test_missing_secrets_and_agent_config_are_named_never_valued(monkeypatch, tmp_path) -> None:
+    path = use_registry(
+        monkeypatch, tmp_path,
+        {"name": "real", "agent": "oracle", "model": "m", "secrets": ["CB_TEST_KEY_A"],
+         "agent_config": str(tmp_path / "missing.yaml")},
+    )  # fmt: skip
+    monkeypatch.delenv("CB_TEST_KEY_A", raising=False)
+    assert preflight.problems() == [
+        f"{path}: experiments.real.agent_config: no file at {tmp_path / 'missing.yaml'}",
+        f"{path}: experiments.real.secrets: CB_TEST_KEY_A is not set in the environment "
+        "(its agent needs it)",
+    ]
+    monkeypatch.setenv("CB_TEST_KEY_A", "sk-value-never-shown")
+    (tmp_path / "missing.yaml").write_text("{}")
+    assert preflight.problems() == []
 
 
 def test_external_agent_modules_are_read_without_importing_them(monkeypatch, tmp_path) -> None:
@@ -83,7 +142,7 @@ def test_external_agent_modules_are_read_without_importing_them(monkeypatch, tmp
 
     monkeypatch.setenv("COOPERBENCH_EXTERNAL_AGENTS", "extpkg.agents, missing.module")
     assert preflight.agent_problem("my_external") is None
-    monkeypatch.setenv("CB_AGENT", "other")
+    use_registry(monkeypatch, tmp_path, {"name": "other", "agent": "other", "model": "m"})
     [problem] = preflight.problems()
     assert "COOPERBENCH_EXTERNAL_AGENTS modules: extpkg.agents, missing.module" in problem
     # a module that registers a computed name: the name cannot be checked, so it is let through
@@ -118,12 +177,15 @@ def test_a_good_failure_pattern_file_passes(monkeypatch, tmp_path: Path) -> None
     assert preflight.problems() == []
 
 
-def test_every_problem_is_reported_at_once(monkeypatch) -> None:
+def test_every_problem_is_reported_at_once(monkeypatch, tmp_path) -> None:
+    path = use_registry(monkeypatch, tmp_path, {"name": "x", "agent": "nope", "model": "m"})
     monkeypatch.setenv("CB_RETRY_DELAY_SECONDS", "abc")
     monkeypatch.setenv("CB_LAUNCHER", "fork")
     monkeypatch.setenv("CB_AGENT", "nope")
     found = preflight.problems()
-    assert [p.split("=")[0] for p in found] == ["CB_LAUNCHER", "CB_RETRY_DELAY_SECONDS", "CB_AGENT"]
+    assert [p.split("=")[0] for p in found] == [
+        "CB_AGENT", "CB_LAUNCHER", "CB_RETRY_DELAY_SECONDS", f"{path}: experiments.x.agent"
+    ]  # fmt: skip
 
 
 def test_a_fork_server_directory_others_can_use_is_a_preflight_problem(

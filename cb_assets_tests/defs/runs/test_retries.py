@@ -7,16 +7,23 @@ import dagster as dg
 import pytest
 
 from cb_assets.agents.faults import FAULT_COST, fault_for, parse_rates
+from cb_assets.config import PROJECT_ROOT
 from cb_assets.defs.runs.partitions import materialized_by_run, partitions_needing_runs
 from cb_assets.shared.dataset import parse_pair_key
-from cb_assets.shared.settings import SETTING_NAMES, get_setting
+from cb_assets.shared.experiments import load_registry
+from cb_assets.shared.partition_keys import Arm
+from cb_assets.shared.settings import get_setting
 from cb_assets_tests.support.faults import (
     EXPECTED_ATTEMPTS,
     RATES,
     run_key,
     seed_with_every_fault,
 )
+from cb_assets_tests.support.platform import key as partition_of
 from cb_assets_tests.support.platform import open_platform
+
+# the shipped registry's flaky experiment: the oracle with injected faults
+SETTINGS = load_registry(PROJECT_ROOT / "experiments.yaml").get("flaky").settings
 
 
 @pytest.fixture(scope="module", params=["run per partition", "run per setting"])
@@ -27,7 +34,6 @@ def flaky(request, tmp_path_factory, lite_dataset, redis_url, fork_socket):
             tmp_path_factory.mktemp("flaky"), lite_dataset, redis_url, fork_socket, mp, n_pairs=8
         ) as platform,
     ):
-        mp.setenv("CB_AGENT", "flaky")
         mp.setenv("CB_EXPERIMENT", "flaky")
         mp.setenv("CB_FLAKY_RATES", RATES)
         yield run_schedule(platform, mp, batched=request.param == "run per setting")
@@ -39,18 +45,21 @@ def run_schedule(platform, mp, batched: bool):
     the platform, the schedule, and (materialized?, run id) per partition."""
     assert platform.materialize(["benchmark_pairs"]).success
     pairs = platform.instance.get_dynamic_partitions("pairs")
-    keys = [(p, s) for p in pairs for s in SETTING_NAMES]
+    keys = [(p, s) for p in pairs for s in SETTINGS]
     rates = parse_rates(RATES)
     seed = seed_with_every_fault(keys, rates)
     mp.setenv("CB_FLAKY_SEED", seed)
     schedule = {k: fault_for(seed, run_key(*k), rates) for k in keys}
-    partition = {k: str(dg.MultiPartitionKey({"pair": k[0], "setting": k[1]})) for k in keys}
+    partition = {k: partition_of(*k, experiment="flaky") for k in keys}
+    assert partition[keys[0]] == str(
+        dg.MultiPartitionKey({"arm": f"flaky/{keys[0][1]}", "pair": keys[0][0]})
+    )
     outcomes = {}
     if not batched:
         for key in keys:
             result = platform.materialize(["run_results"], partition[key])
             outcomes[key] = (result.success, result.run_id)
-    for setting in SETTING_NAMES if batched else ():
+    for setting in SETTINGS if batched else ():
         result = platform.materialize(
             ["run_results"],
             partition_range=(partition[pairs[0], setting], partition[pairs[-1], setting]),
@@ -97,6 +106,13 @@ def test_retries_follow_the_taxonomy(flaky) -> None:
         else:
             assert materialized and classes == ["submitted"]
     # exactly one row per attempt made, none lost, none doubled
+    # every row names its arm: the flaky experiment's, repeat 1, keyed `<arm>|<pair>`
+    assert platform.query(
+        "select distinct experiment, repeat, partition = arm || '|' || pair from run_attempts"
+    ) == [("flaky", 1, True)]
+    assert platform.query(
+        "select distinct experiment, repeat, arm = experiment || '/' || setting from run_results"
+    ) == [("flaky", 1, True)]
     total = platform.query("select count(*) from run_attempts")[0][0]
     assert total == sum(EXPECTED_ATTEMPTS[f] for f in schedule.values())
     assert (
@@ -132,7 +148,7 @@ def test_every_attempts_files_and_cost_are_kept(flaky) -> None:
         p = parse_pair_key(pair)
         base = (
             archive
-            / f"flaky-{setting}"
+            / Arm("flaky", setting).run_name
             / get_setting(setting).upstream
             / p.repo
             / str(p.task_id)
@@ -146,7 +162,8 @@ def test_every_attempts_files_and_cost_are_kept(flaky) -> None:
             assert sorted(d.name for d in base.iterdir()) == ["1", "2"]  # 3rd is still in place
     manifest_run = platform.materialize(["cost_manifest"])
     assert manifest_run.success
-    manifest = json.loads((platform.data_dir / "results-manifest.json").read_text())
+    manifest_file = platform.data_dir / "experiments" / "flaky" / "results-manifest.json"
+    manifest = json.loads(manifest_file.read_text())
     counts = Counter(schedule.values())
     want = FAULT_COST * (counts["transient"] + 3 * counts["permanent"])
     assert manifest["totals"]["failed_attempts_cost"] == pytest.approx(want)

@@ -15,12 +15,8 @@ import pytest
 
 from cb_assets.defs.runs.partitions import partitions_needing_runs
 from cb_assets.run_launcher.liveness import PID_TAG, fail_dead_runs
-from cb_assets_tests.support.platform import pair_dir, run_results_meta
+from cb_assets_tests.support.platform import key, pair_dir, run_results_meta
 from cb_assets_tests.support.services import require
-
-
-def key(pair: str, setting: str) -> str:
-    return dg.MultiPartitionKey({"pair": pair, "setting": setting})
 
 
 @pytest.fixture
@@ -251,11 +247,10 @@ def test_unknown_pair_key_is_a_clear_error(platform) -> None:
 def test_canary_api_key_is_recorded_nowhere(platform, monkeypatch) -> None:
     canary = "sk-canary-7f3a9c1e5b2d4680"
     monkeypatch.setenv("COHERE_API_KEY", canary)
-    monkeypatch.setenv("CB_AGENT", "flaky")
     monkeypatch.setenv("CB_FLAKY_RATES", "transient=0.5,agent=0.5")
     for pair in pairs_of(platform):
         for setting in ("solo", "coop-comm", "coop-nocomm"):
-            platform.materialize(["run_results"], key(pair, setting))
+            platform.materialize(["run_results"], key(pair, setting, "flaky"))
     assert platform.materialize(["cost_manifest", "verification_report"]).success
     assert platform.query("select count(*) from run_attempts")[0][0] >= 6
     leaks = [
@@ -278,10 +273,9 @@ def test_a_refused_api_key_stops_the_batch_is_scrubbed_and_reruns_once_fixed(
     key is fixed the same partition runs again instead of ingesting the refused result."""
     canary = "sk-canary-41c0ffee99887766"
     monkeypatch.setenv("COHERE_API_KEY", canary)
-    monkeypatch.setenv("CB_AGENT", "flaky")
     monkeypatch.setenv("CB_FLAKY_RATES", "auth=1")
     pairs = pairs_of(platform)
-    first, last = key(pairs[0], "solo"), key(pairs[-1], "solo")
+    first, last = key(pairs[0], "solo", "flaky"), key(pairs[-1], "solo", "flaky")
     result = platform.materialize(["run_results"], partition_range=(first, last))
     assert not result.success
     assert not any(e.event_type_value == "STEP_UP_FOR_RETRY" for e in result.all_events)
@@ -310,7 +304,7 @@ def test_a_fifo_result_elsewhere_in_the_run_is_moved_aside_not_hung_on(platform)
     hostile.parent.mkdir(parents=True)
     os.mkfifo(hostile)
     result = platform.materialize(["run_results"], key(pairs[0], "solo"), raise_on_error=True)
-    assert run_results_meta(result)["classification"] == "submitted"
+    assert run_results_meta(result)["outcome"] == "submitted"
     assert not os.path.lexists(hostile)
     [moved] = [p for p in (platform.logs_dir / "_quarantine").rglob("result.json*")]
     assert stat.S_ISFIFO(moved.lstat().st_mode)

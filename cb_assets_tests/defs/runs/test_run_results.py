@@ -2,16 +2,11 @@
 
 import json
 
-import dagster as dg
 import pytest
 
-from cb_assets_tests.support.platform import pair_dir, run_results_meta
+from cb_assets_tests.support.platform import key, pair_dir, run_results_meta, write_registry
 
 SETTINGS = ("solo", "coop-comm", "coop-nocomm")
-
-
-def key(pair: str, setting: str) -> str:
-    return dg.MultiPartitionKey({"pair": pair, "setting": setting})
 
 
 def first_pair(platform) -> str:
@@ -33,20 +28,31 @@ def test_one_partition_of_each_setting_runs_through_the_real_runner(platform) ->
     pair = first_pair(platform)
     for setting in SETTINGS:
         result = platform.materialize(["run_results"], key(pair, setting), raise_on_error=True)
-        assert run_results_meta(result)["ran"] is True
+        meta = run_results_meta(result)
+        assert meta["ran"] is True and meta["attempt"] == 1 and meta["in_dataset"] is True
+        assert meta["outcome"] == "submitted" and meta["cost"] == 0
+        assert meta["result_file"] == str(result_file(platform, pair, setting))
+        assert "Submitted" in meta["statuses"] and "failure_reason" not in meta
         upstream = json.loads(result_file(platform, pair, setting).read_text())
         assert (
             upstream["agent_framework"] == "oracle" and upstream["run_name"] == f"oracle-{setting}"
         )
 
     rows = platform.query(
-        "select setting, count(*), bool_and(messaging_enabled), max(messages_sent), "
-        "string_agg(distinct status, ',') from run_results group by 1 order by 1"
+        "select setting, experiment, repeat, arm, count(*), bool_and(messaging_enabled), "
+        "max(messages_sent), string_agg(distinct status, ','), bool_and(in_dataset) "
+        "from run_results group by all order by 1"
     )
     assert rows == [
-        ("coop-comm", 2, True, 2, "Submitted"),
-        ("coop-nocomm", 2, False, 0, "Submitted"),
-        ("solo", 1, False, None, "Submitted"),
+        ("coop-comm", "oracle", 1, "oracle/coop-comm", 2, True, 2, "Submitted", True),
+        ("coop-nocomm", "oracle", 1, "oracle/coop-nocomm", 2, False, 0, "Submitted", True),
+        ("solo", "oracle", 1, "oracle/solo", 1, False, None, "Submitted", True),
+    ]
+    attempts = platform.query(
+        "select partition, experiment, repeat, arm from run_attempts order by partition"
+    )
+    assert attempts == [
+        (key(pair, s), "oracle", 1, f"oracle/{s}") for s in ("coop-comm", "coop-nocomm", "solo")
     ]
     conversation = json.loads(
         (result_file(platform, pair, "coop-comm").parent / "conversation.json").read_text()
@@ -97,7 +103,8 @@ def test_existing_error_result_is_rerun_only_for_infrastructure(platform) -> Non
     path.write_text(json.dumps(data))
     kept = platform.materialize(["run_results"], key(pair, "coop-nocomm"), raise_on_error=True)
     assert run_results_meta(kept)["ran"] is False
-    assert run_results_meta(kept)["classification"] == "agent_error"
+    assert run_results_meta(kept)["outcome"] == "agent_error"
+    assert "gave up on the task" in run_results_meta(kept)["failure_reason"]
 
     data["agents"]["agent1"]["error"] = "litellm.RateLimitError: 429 Too Many Requests"
     path.write_text(json.dumps(data))
@@ -111,6 +118,7 @@ def test_invalid_result_names_the_file_and_keeps_other_partitions(platform) -> N
     for pair in pairs:
         platform.materialize(["run_results"], key(pair, "coop-comm"), raise_on_error=True)
     before = platform.query("select * from run_results order by pair, agent_id")
+    assert len(before) == 4
     broken = result_file(platform, pairs[0], "coop-comm")
     text = broken.read_text()
     broken.write_text(text[: len(text) // 2])  # truncated mid-write
@@ -140,6 +148,43 @@ def test_unreachable_redis_fails_before_any_agent_starts(platform, monkeypatch) 
     assert platform.query(
         "select list(rule order by attempt), list(final order by attempt) from run_attempts"
     ) == [(["redis"] * 3, [False, False, True])]
+
+
+def test_experiments_and_repeats_run_side_by_side(make_platform, tmp_path) -> None:
+    """Two experiments of one registry (one with two repeats) over the same pair: every arm is
+    its own partition, its own upstream run and its own rows."""
+    registry = write_registry(
+        tmp_path / "experiments.yaml",
+        {"name": "oracle", "agent": "oracle", "model": "oracle", "settings": ["solo"]},
+        {"name": "mine", "agent": "noop", "model": "noop", "settings": ["solo"], "repeats": 2},
+    )
+    platform = make_platform(n_pairs=1, experiments=registry)
+    assert platform.materialize(["benchmark_pairs"]).success
+    assert sorted(platform.instance.get_dynamic_partitions("arms")) == [
+        "mine/solo", "mine/solo/r2", "oracle/solo"
+    ]  # fmt: skip
+    pair = first_pair(platform)
+    for experiment, repeat in [("oracle", 1), ("mine", 1), ("mine", 2)]:
+        platform.materialize(
+            ["run_results"], key(pair, "solo", experiment, repeat), raise_on_error=True
+        )
+        upstream = json.loads(
+            (pair_dir(platform, pair, "solo", experiment, repeat) / "result.json").read_text()
+        )
+        assert upstream["agent_framework"] == ("noop" if experiment == "mine" else "oracle")
+    assert platform.query(
+        "select experiment, repeat, arm, agent_framework from run_results order by all"
+    ) == [
+        ("mine", 1, "mine/solo", "noop"),
+        ("mine", 2, "mine/solo/r2", "noop"),
+        ("oracle", 1, "oracle/solo", "oracle"),
+    ]
+    # a partition of an arm the registry does not hold fails at once, naming the registry
+    platform.instance.add_dynamic_partitions("arms", ["mine/solo/r3"])
+    result = platform.materialize(["run_results"], key(pair, "solo", "mine", 3))
+    [failure] = [e for e in result.all_events if e.is_step_failure]
+    assert "has 2 repeat(s), not 3" in failure.event_specific_data.error.message
+    assert str(registry) in failure.event_specific_data.error.message
 
 
 def test_subprocess_launcher_runs_the_wrapped_cli(make_platform) -> None:

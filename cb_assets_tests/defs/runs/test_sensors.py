@@ -16,8 +16,10 @@ from cb_assets.runner.command import RunSpec, run_argv, run_env
 from cb_assets.runner.forkserver import run_via_forkserver
 from cb_assets.runner.launch import child_env
 from cb_assets.shared.dataset import parse_pair_key
+from cb_assets.shared.partition_keys import Arm
 from cb_assets_tests.support.cli import run_cli
 from cb_assets_tests.support.daemon import daemon_env, start_daemon, stop_daemon, wait_for
+from cb_assets_tests.support.platform import key as partition_of
 from cb_assets_tests.support.synthetic import agent_block, write_result
 from cb_assets_tests.support.timeouts import within
 
@@ -27,7 +29,6 @@ def run_outside_dagster(
 ) -> None:
     """What a researcher's own `cooperbench run` would leave behind, through the real runner."""
     spec = RunSpec(
-        experiment="oracle",
         agent="oracle",
         model="oracle",
         dataset_dir=dataset,
@@ -38,7 +39,7 @@ def run_outside_dagster(
     for setting in settings:
         out = run_via_forkserver(
             fork_socket,
-            run_argv(spec, parse_pair_key(pair), setting),
+            run_argv(spec, parse_pair_key(pair), Arm("oracle", setting)),
             env,
             logs_dir / "_attempts" / f"external-{setting}.log",  # where the fork server allows
             120,
@@ -63,7 +64,7 @@ def test_sensor_requests_exactly_the_new_partitions(make_platform, redis_url, fo
     with dg.build_sensor_context(instance=platform.instance, resources=d.resources) as context:
         result = new_results(context)
         keys = sorted(r.partition_key for r in result.run_requests)
-        assert keys == [f"{pairs[1]}|coop-nocomm", f"{pairs[1]}|solo"]
+        assert keys == [f"oracle/coop-nocomm|{pairs[1]}", f"oracle/solo|{pairs[1]}"]
         cursor = context.cursor
     with dg.build_sensor_context(
         instance=platform.instance, resources=d.resources, cursor=cursor
@@ -123,7 +124,7 @@ def test_daemon_ingests_external_results_and_refreshes_reports(
             pair,
             ["solo", "coop-comm", "coop-nocomm"],
         )
-        expected = {f"{pair}|{s}" for s in ("solo", "coop-comm", "coop-nocomm")}
+        expected = {partition_of(pair, s) for s in ("solo", "coop-comm", "coop-nocomm")}
 
         def sensor_runs_done():
             runs = instance.get_runs(
@@ -142,14 +143,15 @@ def test_daemon_ingests_external_results_and_refreshes_reports(
             return event if event and event.timestamp > last_run_end else None
 
         wait_for(report_after_runs, 240, "the report to refresh")
-        manifest = json.loads((tmp_path / "data" / "results-manifest.json").read_text())
+        reports = tmp_path / "data" / "experiments" / "oracle"
+        manifest = json.loads((reports / "results-manifest.json").read_text())
         assert {s: b["pairs"] for s, b in manifest["settings"].items()} == {
             "solo": 1,
             "coop-comm": 1,
             "coop-nocomm": 1,
         }
-        report = (tmp_path / "data" / "verification-report.md").read_text()
-        assert "1/2 pairs with a final result on disk" in report  # says what is still missing
+        report = (reports / "verification-report.md").read_text()
+        assert "1/2 pair-runs with a final result on disk" in report  # says what is missing
         print(f"external results to refreshed report: {time.monotonic() - started:.0f}s")
     finally:
         stop_daemon(daemon)
@@ -163,7 +165,7 @@ def test_daemon_backfill_runs_ranges_of_partitions(tmp_path, lite_dataset, redis
     assert submitted.returncode == 0, submitted.stdout[-2000:] + submitted.stderr[-2000:]
     assert "launched backfill" in submitted.stdout
     instance = dg.DagsterInstance.from_config(str(home))
-    expected = {f"{p}|solo" for p in instance.get_dynamic_partitions("pairs")}
+    expected = {partition_of(p, "solo") for p in instance.get_dynamic_partitions("pairs")}
     assert len(expected) == 4
     daemon = start_daemon(env, tmp_path / "daemon.log")
     try:
@@ -214,7 +216,7 @@ def test_hostile_result_files_fail_once_and_never_stall_the_sensor(make_platform
     d = platform.defs()
     with dg.build_sensor_context(instance=platform.instance, resources=d.resources) as context:
         result = within(30, lambda: new_results(context), fifos=(fifo,))
-    assert [r.partition_key for r in result.run_requests] == [f"{pairs[1].key}|solo"]
+    assert [r.partition_key for r in result.run_requests] == [partition_of(pairs[1].key, "solo")]
 
     data = json.loads((bad / "result.json").read_text())
     cases = {
@@ -229,11 +231,13 @@ def test_hostile_result_files_fail_once_and_never_stall_the_sensor(make_platform
             json.dumps({**data, "agent": {**data["agent"], "steps": 3, **change}})
         )
         message = _failed_once_without_retry(
-            platform.materialize(["run_results"], f"{pairs[1].key}|solo")
+            platform.materialize(["run_results"], partition_of(pairs[1].key, "solo"))
         )
         assert str(bad / "result.json") in message and expected in message
     message = _failed_once_without_retry(
-        within(120, lambda: platform.materialize(["run_results"], f"{pairs[0].key}|solo"))
+        within(
+            120, lambda: platform.materialize(["run_results"], partition_of(pairs[0].key, "solo"))
+        )
     )
     assert f"{fifo}: is a FIFO, not a regular file" in message
     tables = "select 1 from information_schema.tables where table_name = 'run_results'"
