@@ -19,6 +19,7 @@ from bench.common import synthetic_pairs, write_experiment
 from cb_assets.defs.reports.manifest import build_manifest
 from cb_assets.defs.reports.verification import ReportInputs, evaluate_truths, render_report
 from cb_assets.defs.runs.ingest import ingest_tree
+from cb_assets.shared.settings import DEFAULT_SETTINGS
 
 
 def bare_json_loop(logs: Path) -> int:
@@ -46,7 +47,7 @@ def main() -> None:
         files = bare_json_loop(logs)
         bare = time.perf_counter() - start
         start = time.perf_counter()
-        rows, problems = ingest_tree(logs, "bench", db)
+        rows, problems = ingest_tree(logs, ["bench"], db)
         ingest = time.perf_counter() - start
         peak_mb = (
             max(
@@ -60,7 +61,7 @@ def main() -> None:
         with duckdb.connect(str(db), read_only=True) as conn:
             results = conn.execute("select * from run_results").fetchdf()
         start = time.perf_counter()
-        manifest = build_manifest(results)
+        manifest = build_manifest(results, settings=DEFAULT_SETTINGS, repeats=1)
         manifest_s = time.perf_counter() - start
 
         start = time.perf_counter()
@@ -68,6 +69,9 @@ def main() -> None:
         inputs = ReportInputs(
             phase="bench",
             subset="bench",
+            experiment="bench",
+            settings=DEFAULT_SETTINGS,
+            repeats=1,
             expected_pairs=[p.key for p in pairs],
             results=results,
             manifest=manifest,

@@ -15,6 +15,7 @@ import dagster as dg
 
 from bench.common import median_seconds, synthetic_pairs, write_experiment
 from cb_assets.defs.benchmark.resources import BenchmarkDataset
+from cb_assets.defs.experiments.resources import ExperimentRegistry
 from cb_assets.defs.runs.resources import CooperBenchRunner
 from cb_assets.defs.runs.sensors import new_results
 
@@ -30,8 +31,12 @@ def main() -> None:
         started = time.perf_counter()
         written = write_experiment(logs, "bench", pairs)
         print(f"wrote {written} result trees in {time.perf_counter() - started:.1f}s")
+        registry = Path(tmp) / "experiments.yaml"  # the sensor scans registered experiments
+        registry.write_text("experiments:\n  - {name: bench, agent: oracle, model: oracle}\n")
         runner = CooperBenchRunner(
-            dataset=BenchmarkDataset(dataset_dir=tmp), logs_dir=str(logs), experiment="bench"
+            dataset=BenchmarkDataset(dataset_dir=tmp),
+            experiments=ExperimentRegistry(path=str(registry)),
+            logs_dir=str(logs),
         )
         with dg.DagsterInstance.ephemeral() as instance:
             instance.add_dynamic_partitions("pairs", [p.key for p in pairs])

@@ -9,6 +9,7 @@ import yaml
 
 from cb_assets import config
 from cb_assets.config import PROJECT_ROOT, ConfigError
+from cb_assets.shared.experiments import RegistryError, load_registry, parse_registry
 
 
 @pytest.mark.parametrize(
@@ -21,7 +22,6 @@ from cb_assets.config import PROJECT_ROOT, ConfigError
         ("CB_SENSOR_INTERVAL_SECONDS", "2.5", config.sensor_interval_seconds, "positive whole"),
         ("CB_REPORT_REFRESH_SECONDS", "soon", config.report_refresh_seconds, "positive whole"),
         ("CB_LAUNCHER", "fork", config.launcher, "forkserver, subprocess"),
-        ("CB_BACKEND", "k8s", config.backend, "docker, modal, gcp"),
     ],
 )
 def test_a_bad_value_is_one_line_naming_variable_value_and_expectation(
@@ -39,18 +39,60 @@ def test_good_values_and_defaults(monkeypatch) -> None:
     for var in (
         "CB_RETRY_DELAY_SECONDS",
         "CB_LAUNCHER",
-        "CB_BACKEND",
         "CB_SENSOR_INTERVAL_SECONDS",
     ):
         monkeypatch.delenv(var, raising=False)
     assert (config.retry_delay_seconds(), config.sensor_interval_seconds()) == (10.0, 30)
-    assert (config.launcher(), config.backend()) == ("forkserver", "docker")
+    assert config.launcher() == "forkserver"
     monkeypatch.setenv("CB_RETRY_DELAY_SECONDS", "0.5")
     monkeypatch.setenv("CB_SENSOR_INTERVAL_SECONDS", "5")
     monkeypatch.setenv("CB_LAUNCHER", "subprocess")
-    monkeypatch.setenv("CB_BACKEND", "modal")
     assert (config.retry_delay_seconds(), config.sensor_interval_seconds()) == (0.5, 5)
-    assert (config.launcher(), config.backend()) == ("subprocess", "modal")
+    assert config.launcher() == "subprocess"
+
+
+def test_a_bad_backend_is_one_line_naming_the_registry_key(tmp_path: Path) -> None:
+    # CB_BACKEND is retired: the backend is an experiment's `backend:` in experiments.yaml.
+    path = tmp_path / "experiments.yaml"
+    text = "experiments:\n  - {name: mine, agent: noop, model: noop, backend: k8s}\n"
+    with pytest.raises(RegistryError) as err:
+        parse_registry(text, path)
+    message = str(err.value)
+    assert (
+        message.startswith(f"{path}: key 'experiments.mine.backend'")
+        and "docker, modal, gcp" in message
+    )
+    assert "\n" not in message
+    ok = parse_registry(text.replace("k8s", "modal"), path)
+    assert ok.get("mine").backend == "modal"
+    assert parse_registry(text.replace(", backend: k8s", ""), path).default.backend == "docker"
+
+
+def test_a_retired_variable_is_named_with_where_its_setting_went(monkeypatch, tmp_path) -> None:
+    for var in config.RETIRED:
+        monkeypatch.delenv(var, raising=False)
+    assert config.retired_variables() == []
+    registry = tmp_path / "experiments.yaml"
+    monkeypatch.setenv("CB_EXPERIMENTS", str(registry))
+    monkeypatch.setenv("CB_AGENT", "noop")
+    monkeypatch.setenv("CB_BACKEND", "modal")
+    lines = config.retired_variables()
+    assert len(lines) == 2 and all("\n" not in line for line in lines)
+    assert lines[0].startswith("CB_AGENT='noop': no longer read") and "`agent:`" in lines[0]
+    assert lines[1].startswith("CB_BACKEND='modal'") and "`backend:`" in lines[1]
+    assert all(str(registry) in line and "CB_EXPERIMENT" in line for line in lines)
+
+
+def test_the_registry_file_and_experiment_come_from_the_environment(monkeypatch, tmp_path):
+    monkeypatch.delenv("CB_EXPERIMENTS", raising=False)
+    monkeypatch.delenv("CB_EXPERIMENT", raising=False)
+    assert config.experiments_file() == PROJECT_ROOT / "experiments.yaml"
+    assert config.experiment() is None
+    shipped = load_registry(config.experiments_file())
+    assert shipped.names[:3] == ["oracle", "noop", "flaky"] and shipped.default.name == "oracle"
+    monkeypatch.setenv("CB_EXPERIMENTS", str(tmp_path / "x.yaml"))
+    monkeypatch.setenv("CB_EXPERIMENT", "noop")
+    assert (config.experiments_file(), config.experiment()) == (tmp_path / "x.yaml", "noop")
 
 
 def test_docker_settings_are_read_here(monkeypatch) -> None:

@@ -42,3 +42,16 @@ def test_dockerfile_copies_what_exists() -> None:
     for source in re.findall(r"^COPY (.+) \S+$", dockerfile, flags=re.MULTILINE):
         for path in source.split():
             assert (PROJECT_ROOT / path).exists(), path
+
+
+def test_the_image_holds_the_experiment_registry() -> None:
+    # the code reads experiments.yaml at the project root (config.experiments_file): an
+    # image without it could run no experiment
+    dockerfile = (PROFILE / "Dockerfile").read_text()
+    copied = [
+        path
+        for source in re.findall(r"^COPY (.+) (\S+)$", dockerfile, flags=re.MULTILINE)
+        if source[1] == "./"
+        for path in source[0].split()
+    ]
+    assert "experiments.yaml" in copied

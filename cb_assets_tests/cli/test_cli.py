@@ -14,7 +14,7 @@ import pytest
 from cb_assets.config import PROJECT_ROOT
 from cb_assets_tests.support.cli import run_cli
 from cb_assets_tests.support.daemon import start_daemon, stop_daemon, wait_for
-from cb_assets_tests.support.platform import platform_env
+from cb_assets_tests.support.platform import platform_env, write_registry
 from cb_assets_tests.support.synthetic import make_subset_dataset
 from cb_assets_tests.support.webserver import graphql, webserver
 
@@ -27,10 +27,24 @@ def test_main_job_materializes_the_experiment(
     proc = run_cli(["materialize", "--concurrency", "2"], env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "no daemon is running" in proc.stdout  # it launched its runs itself
+    assert "experiment oracle (oracle, oracle): 9 run_results partitions" in proc.stdout
     assert "9/9 partitions materialized" in proc.stdout
     assert "[9/9] ok" in proc.stdout
+    ok_lines = [
+        line for line in proc.stdout.splitlines() if line.startswith("[") and " ok " in line
+    ]
+    assert len(ok_lines) == 9 and all(line.endswith("ran: submitted") for line in ok_lines)
+    assert {line.split()[2].partition("|")[0] for line in ok_lines} == {
+        "oracle/solo",
+        "oracle/coop-comm",
+        "oracle/coop-nocomm",
+    }
+    experiment_dir = tmp_path / "data" / "experiments" / "oracle"
+    assert f"manifest {experiment_dir / 'results-manifest.json'}" in proc.stdout
+    assert f"report   {experiment_dir / 'verification-report.md'} (score oracle " in proc.stdout
 
-    manifest = json.loads((tmp_path / "data" / "results-manifest.json").read_text())
+    manifest = json.loads((experiment_dir / "results-manifest.json").read_text())
+    assert manifest["experiment"] == "oracle"
     assert {s: b["pairs"] for s, b in manifest["settings"].items()} == {
         "solo": 3,
         "coop-comm": 3,
@@ -39,10 +53,20 @@ def test_main_job_materializes_the_experiment(
     assert manifest["settings"]["coop-comm"]["messages_total"] > 0
     assert manifest["settings"]["coop-nocomm"]["messages_total"] == 0
     with duckdb.connect(str(tmp_path / "data" / "cooperbench.duckdb"), read_only=True) as conn:
-        rows = conn.execute("select setting, count(*) from run_results group by 1 order by 1")
-        assert rows.fetchall() == [("coop-comm", 6), ("coop-nocomm", 6), ("solo", 3)]
-    report = (tmp_path / "data" / "verification-report.md").read_text()
-    assert "| solo is complete on the test subset | VERIFIED |" in report
+        rows = conn.execute(
+            "select experiment, setting, repeat, arm, count(*) from run_results "
+            "group by all order by all"
+        )
+        assert rows.fetchall() == [
+            ("oracle", "coop-comm", 1, "oracle/coop-comm", 6),
+            ("oracle", "coop-nocomm", 1, "oracle/coop-nocomm", 6),
+            ("oracle", "solo", 1, "oracle/solo", 3),
+        ]
+    report = (experiment_dir / "verification-report.md").read_text()
+    assert (
+        "| solo is complete on the test subset: every pair-run ended in a result | VERIFIED |"
+        in report
+    )
     # every run is a run of the code location, forked by the project's run launcher
     with dg.DagsterInstance.from_config(str(home_of(tmp_path))) as instance:
         runs = instance.get_runs()
@@ -51,6 +75,14 @@ def test_main_job_materializes_the_experiment(
             assert run.status == dg.DagsterRunStatus.SUCCESS
             assert run.remote_job_origin.location_name == "cb_assets.definitions"
             assert run.tags["cb_assets/pid"] != str(os.getpid())  # a worker of its own
+            if run.job_name == "run_pairs":  # each says what it ran
+                assert {k: run.tags[k] for k in ("experiment", "agent", "model", "repeat")} == {
+                    "experiment": "oracle",
+                    "agent": "oracle",
+                    "model": "oracle",
+                    "repeat": "1",
+                }
+                assert run.tags["setting"] in ("solo", "coop-comm", "coop-nocomm")
 
 
 def test_main_job_without_a_dataset_is_one_clear_line(tmp_path: Path) -> None:
@@ -108,8 +140,7 @@ def test_backfill_reruns_exactly_the_failed_partitions(
         dataset,
         redis_url,
         fork_socket,
-        CB_AGENT="flaky",
-        CB_EXPERIMENT="flaky",
+        CB_EXPERIMENT="flaky",  # the shipped registry's oracle with injected faults
         CB_FLAKY_RATES="permanent=0.4",
         CB_FLAKY_SEED="3",
     )
@@ -122,7 +153,8 @@ def test_backfill_reruns_exactly_the_failed_partitions(
     listed = sorted(
         line.split()[1] for line in dry.stdout.splitlines() if line.startswith("  missing")
     )
-    assert len(listed) == 4 and all(k.endswith("|coop-nocomm") for k in listed)
+    assert len(listed) == 4 and all(k.startswith("flaky/coop-nocomm|") for k in listed)
+    assert all(k.startswith(("flaky/solo|", "flaky/coop-comm|")) for k in failed)
 
     env["CB_FLAKY_RATES"] = ""  # the outage is over
     again = run_cli(["backfill", "--failed", "--here"], env)
@@ -142,12 +174,21 @@ def _error_lines(proc: subprocess.CompletedProcess) -> list[str]:
 @pytest.mark.parametrize(
     ("var", "value", "says"),
     [
-        ("CB_AGENT", "unknown_agent", "CB_AGENT='unknown_agent': unknown agent framework"),
+        (
+            "CB_EXPERIMENTS",
+            "{unknown_agent}",
+            "{unknown_agent}: experiments.mine.agent='unknown_agent': unknown agent framework",
+        ),
+        ("CB_EXPERIMENTS", "{k8s}", "{k8s}: key 'experiments.mine.backend': 'k8s'; expected one"),
+        ("CB_EXPERIMENTS", "{secret}", "{secret}: experiments.mine.secrets: CB_TEST_NO_SUCH_KEY"),
+        ("CB_EXPERIMENT", "nobody", "{shipped}: no experiment 'nobody'; it has oracle, noop"),
+        # retired: the registry holds them now, and a set one says so rather than be ignored
+        ("CB_AGENT", "noop", "CB_AGENT='noop': no longer read; set `agent:` of an experiment"),
+        ("CB_BACKEND", "k8s", "CB_BACKEND='k8s': no longer read; set `backend:`"),
         ("CB_FAILURE_PATTERNS", "{missing}", "CB_FAILURE_PATTERNS='{missing}': failure pattern"),
         ("CB_FAILURE_PATTERNS", "{bad_regex}", "CB_FAILURE_PATTERNS='{bad_regex}': failure"),
         ("CB_RETRY_DELAY_SECONDS", "abc", "CB_RETRY_DELAY_SECONDS='abc': expected a non-negative"),
         ("CB_LAUNCHER", "fork", "CB_LAUNCHER='fork': expected one of forkserver, subprocess"),
-        ("CB_BACKEND", "k8s", "CB_BACKEND='k8s': expected one of docker, modal, gcp"),
     ],
 )
 def test_a_bad_setting_stops_before_anything_runs_with_one_line(
@@ -162,9 +203,23 @@ def test_a_bad_setting_stops_before_anything_runs_with_one_line(
     dataset = make_subset_dataset(lite_dataset, tmp_path / "dataset", n_pairs=1)
     bad_regex = tmp_path / "patterns.json"
     bad_regex.write_text(json.dumps([{"name": "x", "regex": "("}]))
-    paths = {"missing": tmp_path / "nowhere.json", "bad_regex": bad_regex}
+    mine = {"name": "mine", "agent": "noop", "model": "noop"}
+    paths = {
+        "missing": tmp_path / "nowhere.json",
+        "bad_regex": bad_regex,
+        "shipped": PROJECT_ROOT / "experiments.yaml",
+        "unknown_agent": write_registry(
+            tmp_path / "unknown_agent.yaml", {**mine, "agent": "unknown_agent"}
+        ),
+        "k8s": write_registry(tmp_path / "k8s.yaml", {**mine, "backend": "k8s"}),
+        "secret": write_registry(
+            tmp_path / "secret.yaml", {**mine, "secrets": ["CB_TEST_NO_SUCH_KEY"]}
+        ),
+    }
     value, says = value.format(**paths), says.format(**paths)
-    env = cli_env(tmp_path, dataset, redis_url, fork_socket, **{var: value})
+    extra = {"CB_EXPERIMENT": "mine"} if var == "CB_EXPERIMENTS" else {}
+    env = cli_env(tmp_path, dataset, redis_url, fork_socket, **extra, **{var: value})
+    env.pop("CB_TEST_NO_SUCH_KEY", None)
     proc = run_cli(["materialize", "--pairs", "1", "--settings", "solo", "--images", "no"], env)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     [line] = _error_lines(proc)
@@ -212,10 +267,11 @@ def test_a_config_error_stops_further_batches(monkeypatch, capsys) -> None:
     import dagster as dg
 
     from cb_assets.cli import launch
-    from cb_assets.shared.partition_keys import partition_key
+    from cb_assets.shared.partition_keys import Arm, partition_key
 
     pairs = ["dspy_task-8394-f1_f2", "dspy_task-8394-f3_f4"]
-    keys = [partition_key(p, s) for s in ("solo", "coop-comm", "coop-nocomm") for p in pairs]
+    arms = [Arm("oracle", s, 1).key for s in ("solo", "coop-comm", "coop-nocomm")]
+    keys = [partition_key(arm, p) for arm in arms for p in pairs]
     launched: list[list[str]] = []
     cause = "config_error: llm-auth: AuthenticationError: Incorrect API key provided: sk-***"
 
@@ -252,6 +308,7 @@ def test_a_config_error_stops_further_batches(monkeypatch, capsys) -> None:
     monkeypatch.setattr(launch, "POLL_SECONDS", 0)
     with dg.DagsterInstance.ephemeral() as instance:
         instance.add_dynamic_partitions("pairs", pairs)
+        instance.add_dynamic_partitions("arms", arms)
         failed = launch.materialize_partitions(Location(), instance, keys, concurrency=1)
     assert launched == [keys[:2]] and failed == keys[:2]
     [line] = [x for x in capsys.readouterr().err.splitlines() if x.startswith("error:")]
@@ -363,18 +420,21 @@ def test_killing_a_run_worker_ends_the_command_with_that_failure(
 def test_runs_through_a_running_daemon_keep_the_commands_settings(
     tmp_path: Path, lite_dataset: Path, redis_url: str, fork_socket: Path
 ) -> None:
-    """A daemon started with one agent, a command run with another: the command's runs go
-    through the daemon's queue and still run the command's agent (its resource configuration
-    travels with each run as run config)."""
+    """A daemon started with one experiment registry and experiment, a command run with
+    another: the command's runs go through the daemon's queue and still run the command's
+    experiment and agent (its resource configuration travels with each run as run config)."""
     from cb_assets.cli.dispatch import daemon_running
     from cb_assets_tests.support.daemon import daemon_env
 
     env, home, _ = daemon_env(tmp_path, lite_dataset, redis_url, fork_socket, n_pairs=1)
     instance = dg.DagsterInstance.from_config(str(home))  # its storage, before the daemon's
-    daemon = start_daemon(env, tmp_path / "daemon.log")  # CB_AGENT=oracle, experiment oracle
+    daemon = start_daemon(env, tmp_path / "daemon.log")  # shipped registry, experiment oracle
+    registry = write_registry(
+        tmp_path / "mine" / "experiments.yaml", {"name": "mine", "agent": "noop", "model": "noop"}
+    )
     try:
         wait_for(lambda: daemon_running(instance), 180, "the daemon's heartbeat")
-        mine = {**env, "CB_AGENT": "noop", "CB_EXPERIMENT": "mine"}
+        mine = {**env, "CB_EXPERIMENTS": str(registry), "CB_EXPERIMENT": "mine"}
         proc = run_cli(["materialize", "--settings", "solo", "--images", "no"], mine)
         assert "the running Dagster daemon's run queue" in proc.stdout, proc.stdout
         assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -383,3 +443,6 @@ def test_runs_through_a_running_daemon_keep_the_commands_settings(
     with duckdb.connect(str(tmp_path / "data" / "cooperbench.duckdb"), read_only=True) as conn:
         rows = conn.execute("select run_name, agent_framework from run_results").fetchall()
     assert rows == [("mine-solo", "noop")], rows
+    with duckdb.connect(str(tmp_path / "data" / "cooperbench.duckdb"), read_only=True) as conn:
+        arms = conn.execute("select distinct experiment, arm from run_results").fetchall()
+    assert arms == [("mine", "mine/solo")]

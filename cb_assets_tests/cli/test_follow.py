@@ -8,7 +8,7 @@ from cb_assets.cli.follow import RunFollower
 @dg.asset(partitions_def=dg.StaticPartitionsDefinition(["a", "b"]), name="run_results")
 def run_results(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     return dg.MaterializeResult(
-        metadata={"ran": True, "classification": f"done by {context.run.tags['who']}"}
+        metadata={"ran": True, "outcome": f"done by {context.run.tags['who']}"}
     )
 
 

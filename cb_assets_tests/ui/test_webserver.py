@@ -6,10 +6,10 @@ import subprocess
 import time
 from pathlib import Path
 
-import dagster as dg
 import pytest
 
 from cb_assets.config import PROJECT_ROOT
+from cb_assets_tests.support.platform import key
 from cb_assets_tests.support.services import require
 from cb_assets_tests.support.webserver import graphql
 from cb_assets_tests.support.webserver import webserver as webserver_at
@@ -49,8 +49,7 @@ def webserver(make_platform, tmp_path):
     assert platform.materialize(["benchmark_pairs"]).success
     pairs = [r[0] for r in platform.query("select pair from benchmark_pairs order by pair")]
     for setting in ("solo", "coop-comm", "coop-nocomm"):
-        key = dg.MultiPartitionKey({"pair": pairs[0], "setting": setting})
-        platform.materialize(["run_results"], key, raise_on_error=True)
+        platform.materialize(["run_results"], key(pairs[0], setting), raise_on_error=True)
     env = {**os.environ, "DAGSTER_HOME": str(platform.root / "dagster")}
     with webserver_at(env, tmp_path / "webserver.log", 120) as base:
         graphql(base, "mutation { setNuxSeen }")  # the first-visit community dialog
@@ -66,15 +65,18 @@ def test_ui_shows_the_assets_and_the_partition_grid(webserver, tmp_path) -> None
         "run_attempts",
         "cost_manifest",
         "verification_report",
+        "experiment_comparison",
     ):
         assert asset in catalog, f"{asset} missing from the asset catalog"
 
     grid_url = f"{base}/assets/run_results?view=partitions"
     grid = chromium(grid_url, tmp_path, "--dump-dom")
-    for setting in ("solo", "coop-comm", "coop-nocomm"):
-        assert setting in grid
+    # the arm dimension lists every arm of the shipped registry: 3 experiments x 3 settings
+    for experiment in ("oracle", "noop", "flaky"):
+        for setting in ("solo", "coop-comm", "coop-nocomm"):
+            assert f"{experiment}/{setting}" in grid, f"{experiment}/{setting}"
     assert pairs[0].split("-")[-1] in grid  # the pair dimension lists the pairs
-    assert "Materialized (3)" in grid and "Missing (6)" in grid
+    assert "Materialized (3)" in grid and "Missing (24)" in grid  # 9 arms x 3 pairs
 
     ARTIFACTS.mkdir(exist_ok=True)
     shot = ARTIFACTS / "run_results-partitions.png"

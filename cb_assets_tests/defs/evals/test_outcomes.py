@@ -7,6 +7,7 @@ from cb_assets.defs.evals.outcomes import eval_row, rows_to_frame
 from cb_assets.defs.runs.results import ResultFileError
 from cb_assets.shared.dataset import Pair
 from cb_assets.shared.failures import DEFAULT_PATTERNS
+from cb_assets.shared.partition_keys import Arm
 from cb_assets.shared.settings import get_setting
 from cb_assets_tests.support.synthetic import write_eval
 
@@ -16,7 +17,7 @@ PAIR = Pair("dspy_task", 8394, 3, 4)
 def row(tmp_path: Path, setting: str, **kw) -> dict:
     upstream = get_setting(setting).upstream
     write_eval(tmp_path, upstream, **kw)
-    return eval_row(tmp_path, PAIR, get_setting(setting), ran=False, patterns=DEFAULT_PATTERNS)
+    return eval_row(tmp_path, PAIR, Arm("oracle", setting, 1), ran=False, patterns=DEFAULT_PATTERNS)
 
 
 @pytest.mark.parametrize(
@@ -59,7 +60,27 @@ def test_eval_shapes(tmp_path: Path, setting: str, kw: dict, expected: tuple) ->
         r["feature2_passed"],
         r["classification"],
     ) == expected
-    assert str(rows_to_frame([r])["both_passed"].dtype) == "boolean"
+    assert (r["experiment"], r["setting"], r["repeat"], r["arm"]) == (
+        "oracle",
+        setting,
+        1,
+        f"oracle/{setting}",
+    )
+    assert r["pair"] == PAIR.key
+    frame = rows_to_frame([r])
+    assert str(frame["both_passed"].dtype) == "boolean"
+    assert str(frame["repeat"].dtype) == "Int64"
+
+
+def test_a_repeat_is_in_the_row_and_its_arm_key(tmp_path: Path) -> None:
+    write_eval(tmp_path, "coop", outcome="pass", merge="clean")
+    r = eval_row(tmp_path, PAIR, Arm("nano", "coop-comm", 2), ran=False, patterns=DEFAULT_PATTERNS)
+    assert (r["experiment"], r["setting"], r["repeat"], r["arm"]) == (
+        "nano",
+        "coop-comm",
+        2,
+        "nano/coop-comm/r2",
+    )
 
 
 def test_bad_eval_json_names_the_file_and_key(tmp_path: Path) -> None:
@@ -68,5 +89,7 @@ def test_bad_eval_json_names_the_file_and_key(tmp_path: Path) -> None:
     data["both_passed"] = "yes"
     path.write_text(json.dumps(data))
     with pytest.raises(ResultFileError, match="both_passed") as err:
-        eval_row(tmp_path, PAIR, get_setting("coop-comm"), ran=False, patterns=DEFAULT_PATTERNS)
+        eval_row(
+            tmp_path, PAIR, Arm("oracle", "coop-comm", 1), ran=False, patterns=DEFAULT_PATTERNS
+        )
     assert str(path) in str(err.value)

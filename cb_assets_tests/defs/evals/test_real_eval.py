@@ -5,11 +5,10 @@ upstream's test sandbox: the evaluation must come out as an infrastructure failu
 engine's message, retried and then given up on — never as a pass or a fail.
 """
 
-import dagster as dg
 import docker
 
 from cb_assets.defs.images.engine import ImageRef
-from cb_assets_tests.support.platform import gave_up_after_retries
+from cb_assets_tests.support.platform import gave_up_after_retries, key
 from cb_assets_tests.support.standin_images import push_standin
 
 
@@ -25,10 +24,10 @@ def test_real_eval_on_a_standin_image_is_an_infrastructure_failure(
     client = docker.DockerClient(base_url=docker_host)
     push_standin(client, local_registry, ImageRef(repo, task_id).local_name)
     platform.materialize(["task_images"], f"{repo}-{task_id}", raise_on_error=True)
-    key = dg.MultiPartitionKey({"pair": pair, "setting": "coop-nocomm"})
-    platform.materialize(["run_results"], key, raise_on_error=True)
+    partition = key(pair, "coop-nocomm")
+    platform.materialize(["run_results"], partition, raise_on_error=True)
 
-    result = platform.materialize(["eval_results"], key)
+    result = platform.materialize(["eval_results"], partition)
     assert not result.success
     message = gave_up_after_retries(result)
     assert "cooperbench eval exited with" in message and "giving up after 3 attempts" in message

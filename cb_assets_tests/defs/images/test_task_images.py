@@ -8,7 +8,7 @@ import pytest
 
 from cb_assets.defs.images.engine import ImageRef
 from cb_assets.shared.dataset import load_pairs
-from cb_assets_tests.support.platform import gave_up_after_retries, open_platform
+from cb_assets_tests.support.platform import gave_up_after_retries, key, open_platform
 from cb_assets_tests.support.standin_images import push_standin
 
 
@@ -72,9 +72,10 @@ def test_missing_images_are_pulled_then_left_alone(platform, standins) -> None:
         instance=platform.instance,
         resources=d.resources,
         selection=dg.AssetSelection.assets("cost_manifest", "verification_report"),
+        tags={"experiment": "oracle"},  # no pair has run yet: report the default experiment
     )
     assert report.success
-    text = (platform.data_dir / "verification-report.md").read_text()
+    text = (platform.data_dir / "experiments" / "oracle" / "verification-report.md").read_text()
     assert "| VERIFIED | 26/26 images present, 26/26 /workspace probes passed |" in text
 
 
@@ -85,15 +86,16 @@ def test_results_carry_the_image_digest_and_stale_ones_are_flagged(
     pair = platform.query("select pair, repo, task_id from benchmark_pairs order by pair")[0]
     task = f"{pair[1]}-{pair[2]}"
     platform.materialize(["task_images"], task, raise_on_error=True)
-    key = dg.MultiPartitionKey({"pair": pair[0], "setting": "solo"})
-    platform.materialize(["run_results"], key, raise_on_error=True)
+    platform.materialize(["run_results"], key(pair[0], "solo"), raise_on_error=True)
     digest = platform.query(f"select repo_digest from task_images where task = '{task}'")[0][0]
     assert platform.query(f"select image_digest from run_results where pair = '{pair[0]}'") == [
         (digest,)
     ]
 
     d = platform.defs()
-    check = dg.AssetSelection.checks_for_assets("run_results")
+    check = dg.AssetSelection.checks(
+        dg.AssetCheckKey(dg.AssetKey("run_results"), "results_match_images")
+    )
 
     def stale_check():
         result = dg.materialize(
@@ -113,7 +115,7 @@ def test_results_carry_the_image_digest_and_stale_ones_are_flagged(
     platform.materialize(["task_images"], task, raise_on_error=True)
     evaluation = stale_check()
     assert not evaluation.passed
-    assert f"{pair[0]}|solo" in evaluation.metadata["partitions"].value
+    assert key(pair[0], "solo") in evaluation.metadata["partitions"].value
 
 
 def test_image_without_workspace_fails_its_probe(platform, standins, local_registry) -> None:

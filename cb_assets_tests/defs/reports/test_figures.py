@@ -6,10 +6,10 @@ from matplotlib.colors import to_rgba
 from matplotlib.container import BarContainer
 
 from cb_assets.defs.reports import figures
-from cb_assets.shared.settings import SETTING_NAMES
+from cb_assets.shared.settings import DEFAULT_SETTINGS
 
 
-def _manifest(other: float = 0.0) -> dict:
+def _manifest(other: float = 0.0, names: tuple[str, ...] = DEFAULT_SETTINGS) -> dict:
     settings = {
         s: {
             "cost_total": 1.0 + i + 0.5 + other,
@@ -18,7 +18,7 @@ def _manifest(other: float = 0.0) -> dict:
             "cost_other_attempts": other,
             "status_counts": {"Submitted": 2, "Error": i},
         }
-        for i, s in enumerate(SETTING_NAMES)
+        for i, s in enumerate(names)
     }
     return {"settings": settings, "totals": {}}
 
@@ -36,7 +36,7 @@ def test_each_cost_legend_entry_has_the_colour_of_its_bars(other: float) -> None
         colours = set()
         for label, handle in zip(labels, legend.legend_handles, strict=True):
             patches = bars[label].patches
-            assert len(patches) == len(SETTING_NAMES)
+            assert len(patches) == len(DEFAULT_SETTINGS)
             # every bar of the entry, in every setting, has the colour beside its label
             assert {p.get_facecolor() for p in patches} == {handle.get_facecolor()}
             colours.add(handle.get_facecolor())
@@ -48,6 +48,33 @@ def test_each_cost_legend_entry_has_the_colour_of_its_bars(other: float) -> None
         assert [p.get_y() for p in failed] == [1.0, 2.0, 3.0]  # stacked on the results
     finally:
         figures._pyplot().close(fig)
+
+
+def test_cost_and_status_figures_plot_the_manifests_own_settings(tmp_path, monkeypatch) -> None:
+    # an experiment's manifest holds the settings it ran, which need not be the default three
+    names = ("solo", "team")
+    fig = figures.cost_figure(_manifest(names=names))
+    try:
+        [ax] = fig.axes
+        assert [t.get_text() for t in ax.get_xticklabels()] == list(names)
+        bars = {c.get_label(): c for c in ax.containers}
+        assert [p.get_height() for p in bars["final results"].patches] == [1.0, 2.0]
+    finally:
+        figures._pyplot().close(fig)
+    drawn = {}
+    save = figures._save
+
+    def keep(fig, path):
+        [ax] = fig.axes
+        drawn["ticks"] = [t.get_text() for t in ax.get_xticklabels()]
+        drawn["bars"] = {c.get_label(): [p.get_height() for p in c.patches] for c in ax.containers}
+        return save(fig, path)
+
+    monkeypatch.setattr(figures, "_save", keep)
+    path = figures.status_mix(_manifest(names=names), tmp_path / "status_mix.png")
+    assert path.read_bytes().startswith(b"\x89PNG")
+    assert drawn["ticks"] == list(names)
+    assert drawn["bars"] == {"Error": [0, 1], "Submitted": [2, 2]}
 
 
 def test_figures_inline_as_small_png_data_uris(tmp_path) -> None:

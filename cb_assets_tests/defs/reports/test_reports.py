@@ -2,15 +2,20 @@
 
 import json
 import random
+import re
 from collections import defaultdict
 from pathlib import Path
 
 import dagster as dg
 import pytest
 
+from cb_assets.defs.reports.verification import TRUTH_KEYS, truth_keys
 from cb_assets.shared.dataset import parse_pair_key
-from cb_assets.shared.settings import SETTING_NAMES
+from cb_assets.shared.settings import DEFAULT_SETTINGS
+from cb_assets_tests.support.platform import key
 from cb_assets_tests.support.synthetic import agent_block, write_result
+
+SETTINGS = DEFAULT_SETTINGS  # the shipped oracle experiment's settings
 
 
 def independent_counts(logs_dir: Path) -> dict[str, dict]:
@@ -64,19 +69,20 @@ def experiment(make_platform):
                 platform.logs_dir, f"oracle-{setting}", p, "coop", agents=blocks, messages=messages
             )
     for pair in pairs:
-        for setting in SETTING_NAMES:
-            key = dg.MultiPartitionKey({"pair": pair, "setting": setting})
-            platform.materialize(["run_results"], key, raise_on_error=True)
+        for setting in SETTINGS:
+            platform.materialize(["run_results"], key(pair, setting), raise_on_error=True)
     assert platform.materialize(["cost_manifest", "verification_report"]).success
     return platform, pairs
 
 
 def test_manifest_matches_an_independent_count_of_the_log_files(experiment) -> None:
     platform, _ = experiment
-    manifest = json.loads((platform.data_dir / "results-manifest.json").read_text())
+    manifest = json.loads(
+        (platform.data_dir / "experiments" / "oracle" / "results-manifest.json").read_text()
+    )
     expected = independent_counts(platform.logs_dir)
-    assert set(expected) == set(SETTING_NAMES)
-    for setting in SETTING_NAMES:
+    assert set(expected) == set(SETTINGS)
+    for setting in SETTINGS:
         got, want = manifest["settings"][setting], expected[setting]
         assert got["pairs"] == want["pairs"] == 5
         assert got["agents"] == want["agents"]
@@ -91,21 +97,37 @@ def test_manifest_matches_an_independent_count_of_the_log_files(experiment) -> N
     assert manifest["settings"]["coop-comm"]["messages_total"] > 0
     assert manifest["settings"]["coop-nocomm"]["messages_total"] == 0
     assert manifest["totals"]["cost_final_results"] == pytest.approx(
-        sum(expected[s]["cost_total"] for s in SETTING_NAMES)
+        sum(expected[s]["cost_total"] for s in SETTINGS)
     )
     assert manifest["totals"]["cost_total"] == manifest["totals"]["cost_final_results"]
-    table = platform.query("select setting, pairs from cost_manifest order by setting")
-    assert table == [("coop-comm", 5), ("coop-nocomm", 5), ("solo", 5), ("total", 15)]
+    assert (manifest["experiment"], manifest["agent"], manifest["model"]) == ("oracle",) * 3
+    table = platform.query(
+        "select experiment, setting, pairs from cost_manifest order by experiment, setting"
+    )
+    assert table == [
+        ("oracle", "coop-comm", 5),
+        ("oracle", "coop-nocomm", 5),
+        ("oracle", "solo", 5),
+        ("oracle", "total", 15),
+    ]
 
 
 def test_report_verdict_turns_failed_when_a_result_file_is_removed(experiment) -> None:
     platform, pairs = experiment
-    report = platform.data_dir / "verification-report.md"
+    report = platform.data_dir / "experiments" / "oracle" / "verification-report.md"
     text = report.read_text()
-    assert "| solo is complete on the test subset | VERIFIED |" in text
-    assert "| a smoke run of 5 pairs went end to end in all three settings | VERIFIED |" in text
-    verdicts = dict(platform.query("select key, verdict from verification_report"))
+    complete = "is complete on the test subset: every pair-run ended in a result"
+    assert f"| solo {complete} | VERIFIED |" in text
+    assert (
+        "| a smoke run of 5 pairs went end to end in every setting "
+        "(solo, coop-comm, coop-nocomm) | VERIFIED |"
+    ) in text
+    assert "experiment: oracle\n" in text and "score: 12/15 truths verified" in text
+    verdicts = dict(
+        platform.query("select key, verdict from verification_report where experiment = 'oracle'")
+    )
     assert verdicts["cost_tracked"] == "VERIFIED"
+    assert "team_complete" not in verdicts  # the oracle experiment does not run team
     assert verdicts["images_present"] == "NOT CHECKED"
 
     p = parse_pair_key(pairs[3])
@@ -131,31 +153,42 @@ def test_report_verdict_turns_failed_when_a_result_file_is_removed(experiment) -
     assert checks["solo_complete"] == (False, "FAILED")
     assert checks["coop_comm_complete"] == (True, "VERIFIED")
     assert checks["images_present"] == (False, "NOT CHECKED")
-    assert len(checks) == 10
+    assert len(checks) == len(TRUTH_KEYS)
+    # a truth of a setting no experiment here runs is not applicable, and passes
+    assert checks["team_complete"] == (True, "NOT APPLICABLE")
+    applicable = {k: v for k, v in checks.items() if v[1] != "NOT APPLICABLE"}
+    assert set(applicable) == set(truth_keys(SETTINGS))
     # a truth with no data to check is a warning in the UI; a failed one an error
     assert evaluations["images_present"].severity == dg.AssetCheckSeverity.WARN
-    assert (
-        evaluations["images_present"]
-        .metadata["note"]
-        .value.startswith("not checked: no task_images recorded yet")
-    )
+    images = evaluations["images_present"].metadata
+    assert images["note"].value == "not checked for oracle"
+    assert images["evidence"].value.startswith("oracle: NOT CHECKED: no task_images recorded yet")
     assert evaluations["solo_complete"].severity == dg.AssetCheckSeverity.ERROR
-    for key, (_, verdict) in checks.items():
+    for check, (_, verdict) in applicable.items():
         want = (
             dg.AssetCheckSeverity.WARN if verdict == "NOT CHECKED" else dg.AssetCheckSeverity.ERROR
         )
-        assert evaluations[key].severity == want, key
+        assert evaluations[check].severity == want, check
     [materialization] = result.asset_materializations_for_node("verification_report")
     ui = materialization.metadata["report"].value  # what the UI renders
     assert ui.startswith("| Field | Value |\n|---|---|\n| phase | ")
     assert "](data:image/png;base64," in ui and "](figures/" not in ui
-    assert materialization.metadata["cost_total"].value == pytest.approx(
-        materialization.metadata["cost_final_results"].value
+    assert materialization.metadata["score"].value == "oracle 10/15"
+    # the costs, in the report the UI renders: nothing failed, all spent is final results
+    costs = dict(
+        re.findall(r"^\| (?:Total spent|Final results)[^|]*\(`(\w+)`\) \| ([\d.]+) \|$", ui, re.M)
     )
+    assert set(costs) == {"cost_total", "cost_final_results"}
+    assert float(costs["cost_total"]) == pytest.approx(float(costs["cost_final_results"]))
+    assert float(costs["cost_total"]) > 0
     text = report.read_text()
-    assert "| solo is complete on the test subset | FAILED |" in text
-    assert f"missing or broken: {pairs[3]}" in text
-    assert "| coop-comm is complete on the test subset | VERIFIED |" in text
+    assert f"| solo {complete} | FAILED |" in text
+    # the broken pair-run named by its partition key (the table cell escapes the `|`)
+    assert f"missing or broken: oracle/solo\\|{pairs[3]} |" in text
+    assert f"missing or broken: oracle/solo|{pairs[3]}\n" in text
+    assert f"| coop-comm {complete} | VERIFIED |" in text
     assert "status: gaps_found" in text
-    verdicts = dict(platform.query("select key, verdict from verification_report"))
+    verdicts = dict(
+        platform.query("select key, verdict from verification_report where experiment = 'oracle'")
+    )
     assert verdicts["solo_complete"] == "FAILED" and verdicts["smoke_run"] == "FAILED"
