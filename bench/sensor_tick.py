@@ -35,16 +35,16 @@ def main() -> None:
         registry.write_text("experiments:\n  - {name: bench, agent: oracle, model: oracle}\n")
         runner = CooperBenchRunner(
             dataset=BenchmarkDataset(dataset_dir=tmp),
-            experiments=ExperimentRegistry(path=str(registry)),
             logs_dir=str(logs),
         )
+        experiments = ExperimentRegistry(path=str(registry))
         with dg.DagsterInstance.ephemeral() as instance:
             instance.add_dynamic_partitions("pairs", [p.key for p in pairs])
             state = {"cursor": None}
 
             def tick():
                 with dg.build_sensor_context(
-                    instance=instance, cursor=state["cursor"], resources={"runner": runner}
+                    instance=instance, cursor=state["cursor"], resources={"runner": runner, "experiments": experiments}
                 ) as context:
                     result = new_results(context)
                     state["cursor"] = context.cursor

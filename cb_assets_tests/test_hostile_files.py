@@ -196,13 +196,13 @@ def sensor_tick(logs: Path, pairs: list[Pair], cursor: str | None = None):
     )
     runner = CooperBenchRunner(
         dataset=BenchmarkDataset(dataset_dir=str(logs)),
-        experiments=ExperimentRegistry(path=str(registry)),
         logs_dir=str(logs),
     )
+    experiments = ExperimentRegistry(path=str(registry))
     with dg.DagsterInstance.ephemeral() as instance:
         instance.add_dynamic_partitions("pairs", [p.key for p in pairs])
         with dg.build_sensor_context(
-            instance=instance, cursor=cursor, resources={"runner": runner}
+            instance=instance, cursor=cursor, resources={"runner": runner, "experiments": experiments}
         ) as context:
             result = new_results(context)
             return result, context.cursor

@@ -77,7 +77,7 @@ def _opened(
     for run_id in fail_dead_runs(instance):
         print(f"cb-assets: run {run_id} had died without reporting; marked it failed")
     try:  # the mistakes a user makes first, each reported in one line
-        registry = runner.experiments.load()
+        registry = d.resources["experiments"].load()
         pairs = [p.key for p in runner.dataset.pairs()]
         if any(get_setting(s).messaging for s in settings):
             runner.check_redis()

@@ -161,7 +161,6 @@ def test_a_launched_pair_run_shows_no_redis_password_in_proc_cmdline(
         pair = BenchmarkDataset(dataset_dir=str(dataset), subset="test").pairs()[0]
         runner = CooperBenchRunner(
             dataset=BenchmarkDataset(dataset_dir=str(dataset), subset="test"),
-            experiments=ExperimentRegistry(path=str(PROJECT_ROOT / "experiments.yaml")),
             logs_dir=str(tmp_path / "logs"),
             redis_url=url,
             launcher="subprocess",
@@ -169,7 +168,7 @@ def test_a_launched_pair_run_shows_no_redis_password_in_proc_cmdline(
         monkeypatch.setenv("CB_OFFLINE_AGENT_DELAY", "2")
         monkeypatch.delenv("CB_REDIS_URL", raising=False)
         arm = Arm("oracle", "coop-comm")
-        experiment = runner.experiments.get("oracle")
+        experiment = ExperimentRegistry(path=str(PROJECT_ROOT / "experiments.yaml")).get("oracle")
         outcome = {}
         worker = threading.Thread(
             target=lambda: outcome.update(

@@ -5,6 +5,7 @@ import dagster as dg
 import pandas as pd
 
 from cb_assets.defs.evals.outcomes import eval_row, rows_to_frame
+from cb_assets.defs.experiments.resources import ExperimentRegistry
 from cb_assets.defs.policies import (
     INFRA_RETRY,
     MAX_ATTEMPTS,
@@ -39,7 +40,10 @@ class EvalResultsConfig(dg.Config):
     metadata={"partition_expr": {"arm": "arm", "pair": "pair"}},
 )
 def eval_results(
-    context: dg.AssetExecutionContext, config: EvalResultsConfig, runner: CooperBenchRunner
+    context: dg.AssetExecutionContext,
+    config: EvalResultsConfig,
+    runner: CooperBenchRunner,
+    experiments: ExperimentRegistry,
 ) -> pd.DataFrame:
     """Merge and test outcome of one pair-run: `cooperbench eval` for exactly that pair (in the
     task's Docker image), or an existing eval.json ingested (always, for an imported
@@ -49,7 +53,7 @@ def eval_results(
         try:
             arm, pair_key = split_partition_key(str(context.partition_key))
             pair = parse_pair_key(pair_key)
-            experiment = runner.experiments.experiment_of(arm)
+            experiment = experiments.experiment_of(arm)
             pair_dir = runner.pair_dir(pair, arm)
             logs_root, patterns = Path(runner.logs_dir), runner.failure_patterns()
             if not (pair_dir / "result.json").exists():

@@ -6,6 +6,7 @@ import dagster as dg
 import pandas as pd
 
 from cb_assets import config
+from cb_assets.defs.analysis.compare import experiment_summary
 from cb_assets.defs.benchmark.assets import benchmark_pairs
 from cb_assets.defs.benchmark.resources import BenchmarkDataset
 from cb_assets.defs.experiments.resources import ExperimentRegistry
@@ -44,6 +45,7 @@ REFRESH_ON_NEW_RESULTS = (
 ).with_label("refresh when run results change")
 
 
+PASS_RATE_PNG = "pass_rate.png"  # the report's link to it: verification.FIGURES
 COMPARISON = dg.AssetKey("experiment_comparison")  # analysis domain; named, not imported
 EXPERIMENT_TAG = "experiment"  # a refresh run tagged with it rewrites that experiment's files only
 
@@ -238,6 +240,7 @@ def verification_report(
     images = read_table(db_path, "task_images")
     attempts, evals = read_table(db_path, "run_attempts"), read_table(db_path, "eval_results")
     frames, scores, by_key, names = [], [], {}, []
+    costs_of: dict[str, dict[str, float]] = {}
     reports_md = []
     for experiment in _experiments(context, results, experiments):
         rows = _mine(results, experiment.name)
@@ -270,8 +273,16 @@ def verification_report(
                 ("run_results table", f"{config.DUCKDB_SCHEMA}.run_results", not rows.empty),
             ],
         )
+        mine = inputs.evals
+        if mine is not None and not mine.empty:  # the report links its pass-rate figure
+            figures.pass_rate_by_experiment(
+                experiment_summary(rows, mine),
+                report_files.figures(experiment.name) / PASS_RATE_PNG,
+            )
         truths = evaluate_truths(inputs)
         markdown = render_report(inputs, truths)
+        if manifest:
+            costs_of[experiment.name] = cost_metadata(manifest["totals"])
         report_path.parent.mkdir(parents=True, exist_ok=True)
         report_path.write_text(markdown, encoding="utf-8")
         verified = sum(t.verdict == VERIFIED for t in truths)
@@ -287,6 +298,13 @@ def verification_report(
         pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(),
         metadata={
             "score": ", ".join(scores) or "no experiments with results",
+            # the headline costs, summed over the experiments refreshed (each one's in its
+            # report): everything spent first
+            **{
+                key: round(sum(c[key] for c in costs_of.values()), 6)
+                for key in ("cost_total", "cost_final_results", "failed_attempts_cost")
+                if costs_of
+            },
             "report_files": dg.MetadataValue.md(
                 "\n".join(f"- {name}: `{report_files.report(name)}`" for name in names)
             ),

@@ -9,6 +9,7 @@ import pandas as pd
 
 from cb_assets.defs.benchmark.assets import benchmark_pairs
 from cb_assets.defs.conversations import messages
+from cb_assets.defs.experiments.resources import ExperimentRegistry
 from cb_assets.defs.images.partitions import task_key
 from cb_assets.defs.policies import (
     INFRA_RETRY,
@@ -278,6 +279,7 @@ class _Partition:
 def _materialize_partition(
     context: dg.AssetExecutionContext,
     runner: CooperBenchRunner,
+    experiments: ExperimentRegistry,
     db_path: Path,
     key: str,
     force: bool,
@@ -291,7 +293,7 @@ def _materialize_partition(
     (retryable) or dg.Failure; the attempt's row and the partition's rows are one DuckDB
     transaction, recorded before either is raised.
     """
-    partition = _partition(runner, key)
+    partition = _partition(runner, experiments, key)
     try:
         with claims.claim(
             Path(runner.logs_dir),
@@ -500,13 +502,13 @@ class _Known:
             )
 
 
-def _partition(runner: CooperBenchRunner, key: str) -> _Partition:
+def _partition(runner: CooperBenchRunner, experiments: ExperimentRegistry, key: str) -> _Partition:
     """The partition `key` names; a Failure (never retried: retrying cannot fix a key or the
     registry) when it names no pair, no arm or an experiment the registry does not hold."""
     try:
         keys = run_partitions.get_partition_key_from_str(key).keys_by_dimension
         arm, pair = parse_arm(keys["arm"]), parse_pair_key(keys["pair"])
-        experiment = runner.experiments.experiment_of(arm)
+        experiment = experiments.experiment_of(arm)
     except (PairKeyError, ArmKeyError, UnknownSettingError, RegistryError, KeyError) as exc:
         raise dg.Failure(description=f"{key}: {exc}", allow_retries=False) from None
     # an imported pair-run may be of a task the configured dataset lacks: kept, flagged
@@ -550,11 +552,11 @@ def _arms(keys: list[str]) -> list[Arm]:
     return sorted(set(arms))
 
 
-def _experiment_problem(runner: CooperBenchRunner, keys: list[str]) -> str | None:
+def _experiment_problem(experiments: ExperimentRegistry, keys: list[str]) -> str | None:
     """What stops the experiments of `keys` from running (an unknown agent, a secret not
     set); checked once per step, before any pair-run."""
     try:
-        registry = runner.experiments.load()
+        registry = experiments.load()
     except RegistryError as exc:
         return str(exc)
     for name in sorted({arm.experiment for arm in _arms(keys)}):
@@ -565,14 +567,16 @@ def _experiment_problem(runner: CooperBenchRunner, keys: list[str]) -> str | Non
     return None
 
 
-def _tag_run(context: dg.AssetExecutionContext, runner: CooperBenchRunner, keys: list[str]) -> None:
+def _tag_run(
+    context: dg.AssetExecutionContext, experiments: ExperimentRegistry, keys: list[str]
+) -> None:
     """Tag the run with what it runs (experiment, agent, model, setting, repeat), so the Runs
     page tells experiments apart whichever way the run was launched."""
     arms = _arms(keys)
     if not arms:
         return
     try:
-        registry = runner.experiments.load()
+        registry = experiments.load()
     except RegistryError:
         return
     found = [registry.find(name) for name in dict.fromkeys(a.experiment for a in arms)]
@@ -595,6 +599,7 @@ def run_results(
     context: dg.AssetExecutionContext,
     config: RunResultsConfig,
     runner: CooperBenchRunner,
+    experiments: ExperimentRegistry,
     duckdb: PlatformDuckDB,
 ) -> Iterator[dg.MaterializeResult]:
     """One row per agent of one pair in one setting, from upstream's result.json.
@@ -617,9 +622,9 @@ def run_results(
     with cancellation_ends_the_step(context):
         db_path = duckdb.path
         keys = list(context.partition_keys)
-        _tag_run(context, runner, keys)
+        _tag_run(context, experiments, keys)
         problem = preflight.patterns_problem(runner.failure_patterns_file) or _experiment_problem(
-            runner, keys
+            experiments, keys
         )
         if problem:  # every pair-run would fail the same way: run none
             raise dg.Failure(description=f"{CONFIG_ERROR_PREFIX} {problem}", allow_retries=False)
@@ -641,7 +646,7 @@ def run_results(
         for i, key in enumerate(todo):
             try:
                 recorded[key] = _materialize_partition(
-                    context, runner, db_path, key, config.force, patterns, known
+                    context, runner, experiments, db_path, key, config.force, patterns, known
                 )
             except (InfrastructureFailure, dg.Failure) as exc:
                 failures[key] = exc

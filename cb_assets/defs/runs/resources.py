@@ -6,7 +6,7 @@ import redis
 
 from cb_assets import config
 from cb_assets.defs.benchmark.resources import BenchmarkDataset, default_dataset
-from cb_assets.defs.experiments.resources import ExperimentRegistry, default_registry
+from cb_assets.defs.experiments.resources import default_registry
 from cb_assets.runner.command import RunSpec, eval_argv, pair_log_dir, run_argv, run_env
 from cb_assets.runner.forkserver import socket_path_for
 from cb_assets.runner.launch import child_env, launch
@@ -23,15 +23,16 @@ class RedisUnavailableError(RuntimeError):
 
 
 class CooperBenchRunner(dg.ConfigurableResource):
-    """How pairs are run: upstream's CLI, each arm's experiment (agent, model, backend) from
-    the registry, logs under `logs_dir`.
+    """How pairs are run: upstream's CLI, with an arm's experiment (agent, model, backend),
+    logs under `logs_dir`. The experiments come from the `experiments` resource, a resource
+    of its own (not a dependency of this one): run config overrides top-level resources
+    only, and a run the command queues must read the command's registry.
 
     API keys are never configuration: the cooperbench process inherits them from
     the environment, and nothing here records them.
     """
 
     dataset: dg.ResourceDependency[BenchmarkDataset]
-    experiments: dg.ResourceDependency[ExperimentRegistry]
     logs_dir: str
     redis_url: str = "redis://127.0.0.1:6379"
     launcher: str = "forkserver"
@@ -109,8 +110,8 @@ class CooperBenchRunner(dg.ConfigurableResource):
 
 @dg.definitions
 def resources() -> dg.Definitions:
-    # one dataset and one registry resource: the runner's dependencies are the same objects
-    # as the top-level ones, so a launchpad override of either reaches the runner too
+    # one dataset resource: the runner's dependency is the same object as the top-level
+    # `dataset`, so a launchpad override of `dataset` reaches the runner too
     dataset, experiments = default_dataset(), default_registry()
     return dg.Definitions(
         resources={
@@ -118,7 +119,6 @@ def resources() -> dg.Definitions:
             "experiments": experiments,
             "runner": CooperBenchRunner(
                 dataset=dataset,
-                experiments=experiments,
                 logs_dir=str(config.logs_dir()),
                 redis_url=config.redis_url(),
                 launcher=config.launcher(),

@@ -4,6 +4,7 @@ from pathlib import Path
 import dagster as dg
 
 from cb_assets import config
+from cb_assets.defs.experiments.resources import ExperimentRegistry
 from cb_assets.defs.runs.assets import run_results
 from cb_assets.defs.runs.partitions import arm_partitions, pair_partitions, register, run_partition
 from cb_assets.defs.runs.resources import CooperBenchRunner
@@ -19,7 +20,9 @@ SETTLE_SECONDS = 2.0  # a result.json younger than this may still be being writt
     minimum_interval_seconds=config.sensor_interval_seconds(),
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
-def new_results(context: dg.SensorEvaluationContext, runner: CooperBenchRunner):
+def new_results(
+    context: dg.SensorEvaluationContext, runner: CooperBenchRunner, experiments: ExperimentRegistry
+):
     """Turns result.json files that appear under the logs root from outside Dagster (a
     `cooperbench run` elsewhere, copied in, `cb-assets import`), for every experiment of
     the registry, into materializations of exactly their
@@ -30,7 +33,7 @@ def new_results(context: dg.SensorEvaluationContext, runner: CooperBenchRunner):
     cursor = Cursor.loads(context.cursor)
     scanned = scan(
         Path(runner.logs_dir),
-        set(runner.experiments.load().names),
+        set(experiments.load().names),
         cursor,
         limit=MAX_REQUESTS_PER_TICK,
         settle_seconds=SETTLE_SECONDS,
