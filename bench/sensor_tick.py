@@ -44,7 +44,9 @@ def main() -> None:
 
             def tick():
                 with dg.build_sensor_context(
-                    instance=instance, cursor=state["cursor"], resources={"runner": runner, "experiments": experiments}
+                    instance=instance,
+                    cursor=state["cursor"],
+                    resources={"runner": runner, "experiments": experiments},
                 ) as context:
                     result = new_results(context)
                     state["cursor"] = context.cursor

@@ -202,7 +202,9 @@ def sensor_tick(logs: Path, pairs: list[Pair], cursor: str | None = None):
     with dg.DagsterInstance.ephemeral() as instance:
         instance.add_dynamic_partitions("pairs", [p.key for p in pairs])
         with dg.build_sensor_context(
-            instance=instance, cursor=cursor, resources={"runner": runner, "experiments": experiments}
+            instance=instance,
+            cursor=cursor,
+            resources={"runner": runner, "experiments": experiments},
         ) as context:
             result = new_results(context)
             return result, context.cursor
