@@ -97,6 +97,9 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="replace pair folders imported earlier whose files differ (default: refuse)",
     )
+    commands.add_parser(
+        "upgrade", help="upgrade a data folder an earlier release wrote (in place, nothing lost)"
+    )
     ask = commands.add_parser("sql", help="query the DuckDB file, safely while runs write")
     ask.add_argument("query", help='SQL, e.g. "select * from pass_rate_by_setting"')
     ask.add_argument("--csv", action="store_true", help="CSV instead of a table")
@@ -130,6 +133,10 @@ def _command(name: str):
         from cb_assets.cli.backfill import backfill
 
         return backfill
+    if name == "upgrade":
+        from cb_assets.cli.upgrade import upgrade
+
+        return upgrade
     if name == "import":
         from cb_assets.cli.import_run import import_run
 

@@ -16,6 +16,12 @@ def backfill(args: argparse.Namespace) -> int:
     if not (failed_too or missing_too):
         failed_too = missing_too = True
     experiment, settings = chosen_experiment(args)
+    if experiment.imported:
+        print(
+            f"cb-assets: experiment {experiment.name} is imported: its pair-runs are never "
+            "run; bring a run in again with `cb-assets import … --replace`"
+        )
+        return 0
     try:
         with open_project(settings, start_runners=args.here) as project:
             if project is None:

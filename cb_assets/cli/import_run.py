@@ -14,6 +14,7 @@ from cb_assets.cli.materialize import finish
 from cb_assets.cli.project import open_project
 from cb_assets.defs.experiments.importing import (
     ImportPlan,
+    RunConfig,
     RunImportError,
     execute_import,
     experiment_from_config,
@@ -22,7 +23,12 @@ from cb_assets.defs.experiments.importing import (
 )
 from cb_assets.defs.runs.partitions import arm_partitions, pair_partitions, register
 from cb_assets.shared.dataset import DatasetError, dataset_tasks
-from cb_assets.shared.experiments import RegistryError, append_experiment, load_registry
+from cb_assets.shared.experiments import (
+    Experiment,
+    RegistryError,
+    append_experiment,
+    load_registry,
+)
 from cb_assets.shared.partition_keys import Arm, ArmKeyError, partition_key
 
 
@@ -32,7 +38,18 @@ def import_run(args: argparse.Namespace) -> int:
         arm = Arm(args.experiment, args.setting, args.repeat)
         registry = load_registry(config.experiments_file())
         run_config = read_run_config(run_dir)
-        if registry.find(arm.experiment) is None:
+        known = registry.find(arm.experiment)
+        if registry.clash(arm.experiment):
+            raise RegistryError(
+                f"{registry.path}: experiment {registry.clash(arm.experiment)!r} differs from "
+                f"{arm.experiment!r} only in case: pick another name, or that one"
+            )
+        if known is not None:
+            check_imported_into(known, run_config, registry.path)
+        dataset = dataset_tasks(config.dataset_dir())
+        plan = plan_import(run_dir, arm, config.logs_dir(), dataset)
+        outcome = execute_import(plan, replace=args.replace)  # refuses before writing
+        if known is None:  # registered once its files are in: a refused import adds nothing
             experiment = experiment_from_config(arm.experiment, run_config, arm.setting)
             stamp = datetime.now(UTC).date().isoformat()
             append_experiment(
@@ -43,9 +60,6 @@ def import_run(args: argparse.Namespace) -> int:
                 f"cb-assets: registered experiment {arm.experiment} ({experiment.agent}, "
                 f"{experiment.model}) in {registry.path}"
             )
-        dataset = dataset_tasks(config.dataset_dir())
-        plan = plan_import(run_dir, arm, config.logs_dir(), dataset)
-        outcome = execute_import(plan, replace=args.replace)
     except (ArmKeyError, RegistryError, RunImportError, DatasetError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -67,6 +81,23 @@ def import_run(args: argparse.Namespace) -> int:
         if planned.destination in set(outcome.destinations)
     ]
     return _ingest(arm, pairs, plan, outcome.skipped)
+
+
+def check_imported_into(experiment: Experiment, run: RunConfig, registry: Path) -> None:
+    """An import goes into an imported experiment of the same agent and model: never into
+    one the platform runs (its failed pair-runs would be rerun with its agent), never mixing
+    models under one name."""
+    where = f"{registry}: experiments.{experiment.name}"
+    if not experiment.imported:
+        raise RegistryError(
+            f"{where}: source is {experiment.source!r}, so the platform runs it; import into "
+            "an experiment of its own (a name not in the registry registers one)"
+        )
+    if (experiment.agent, experiment.model) != (run.agent_framework, run.model):
+        raise RegistryError(
+            f"{where} is {experiment.agent} / {experiment.model} but {run.path} says "
+            f"{run.agent_framework} / {run.model}: import it under another name"
+        )
 
 
 def _ingest(arm: Arm, pairs: list[str], plan: ImportPlan, skipped: int) -> int:

@@ -34,6 +34,15 @@ def experiment_keys(experiment: Experiment, settings: list[str], pairs: list[str
 
 def materialize(args: argparse.Namespace) -> int:
     experiment, settings = chosen_experiment(args)
+    if experiment.imported:
+        print(
+            f"cb-assets: experiment {experiment.name} is imported (source: import): nothing to "
+            "run; its manifest and report are refreshed (bring in more with `cb-assets import`)"
+        )
+        with open_project([], start_runners=False) as project:
+            return (
+                2 if project is None else finish(project, experiment.name, time.monotonic(), [], [])
+            )
     try:
         with open_project(settings, start_runners=True) as project:
             if project is None:

@@ -6,6 +6,8 @@ repeated `repeats` times. The first entry is the default. An experiment brought 
 Every problem is one line naming the file and the key at fault.
 """
 
+import fcntl
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,6 +89,12 @@ class Registry:
 
     def find(self, name: str) -> Experiment | None:
         return next((e for e in self.experiments if e.name == name), None)
+
+    def clash(self, name: str) -> str | None:
+        """A registered name that differs from `name` only in case (their run folders would
+        be one on a case-insensitive disk)."""
+        folded = name.casefold()
+        return next((n for n in self.names if n != name and n.casefold() == folded), None)
 
 
 def _fail(path: Path, where: str, problem: str) -> RegistryError:
@@ -196,7 +204,8 @@ def parse_registry(text: str, path: Path) -> Registry:
     experiments: list[Experiment] = []
     for i, entry in enumerate(data["experiments"]):
         experiment = parse_experiment(entry, path, f"experiments[{i}]")
-        if any(e.name == experiment.name for e in experiments):
+        # casefold: `Nano` and `nano` would share run folders on a case-insensitive disk
+        if any(e.name.casefold() == experiment.name.casefold() for e in experiments):
             raise _fail(path, f"experiments.{experiment.name}", "duplicate experiment name")
         experiments.append(experiment)
     return Registry(path, tuple(experiments))
@@ -231,14 +240,19 @@ def registry_entry(experiment: Experiment, comment: str) -> str:
 
 def append_experiment(path: Path, experiment: Experiment, comment: str) -> Registry:
     """Add `experiment` at the end of the registry file (comments and order kept) and return
-    the registry read back; the file is replaced whole, so a crash leaves the old one."""
-    text = path.read_text(encoding="utf-8")
-    registry = parse_registry(text, path)
-    if registry.find(experiment.name):
-        raise RegistryError(f"{path}: key 'experiments.{experiment.name}': already registered")
-    new_text = text + ("" if text.endswith("\n") else "\n") + registry_entry(experiment, comment)
-    updated = parse_registry(new_text, path)  # refuse to write what would not read back
-    tmp = path.with_name(f".{path.name}.{id(new_text)}.tmp")
-    tmp.write_text(new_text, encoding="utf-8")
-    tmp.replace(path)
-    return updated
+    the registry read back. Two imports at once take turns (a lock beside the file), each
+    re-reading it; the file is replaced whole, so a crash leaves the old one."""
+    with open(path.with_name(f".{path.name}.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        text = path.read_text(encoding="utf-8")
+        registry = parse_registry(text, path)
+        if registry.find(experiment.name):
+            raise RegistryError(f"{path}: key 'experiments.{experiment.name}': already registered")
+        new_text = (
+            text + ("" if text.endswith("\n") else "\n") + registry_entry(experiment, comment)
+        )
+        updated = parse_registry(new_text, path)  # refuse to write what would not read back
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(new_text, encoding="utf-8")
+        tmp.replace(path)
+        return updated

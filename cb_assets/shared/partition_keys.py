@@ -35,6 +35,8 @@ class ArmKeyError(ValueError):
 
 def check_experiment_name(name: object) -> str | None:
     """What is wrong with `name` as an experiment name, or None."""
+    if isinstance(name, str) and ".." in name:  # Dagster reads `...` in a key as a range
+        return f"{name!r} is not an experiment name: it holds `..`"
     if not isinstance(name, str) or not EXPERIMENT_NAME.fullmatch(name):
         return (
             f"{name!r} is not an experiment name: up to 64 letters, digits, `_` and `.`, "

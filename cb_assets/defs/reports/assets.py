@@ -28,6 +28,8 @@ from cb_assets.defs.reports.verification import (
 from cb_assets.defs.runs.assets import run_results
 from cb_assets.defs.runs.resources import CooperBenchRunner
 from cb_assets.defs.runs.results import ResultFileError, read_json_file
+from cb_assets.defs.storage import duckdb_access
+from cb_assets.defs.storage.duckdb_access import replace_rows
 from cb_assets.defs.storage.resources import PlatformDuckDB
 from cb_assets.defs.storage.tables import read_run_results, read_table
 from cb_assets.shared.experiments import Experiment
@@ -87,6 +89,25 @@ def _shape(experiment: Experiment, rows: pd.DataFrame) -> tuple[tuple[str, ...],
     return experiment.settings, experiment.repeats
 
 
+def store_by_experiment(duckdb: PlatformDuckDB, table: str, frames: list[pd.DataFrame]) -> None:
+    """Replace the rows of each frame's experiment in `table`, in one transaction: a refresh
+    of one experiment leaves the others' rows as they are (the IO manager would replace the
+    whole unpartitioned table)."""
+    with duckdb.get_connection() as conn, duckdb_access.transaction(conn):
+        for frame in frames:
+            name = str(frame["experiment"].iloc[0])
+            replace_rows(conn, table, {"experiment": name}, frame)
+
+
+def _expected(experiment: Experiment, rows: pd.DataFrame, dataset_pairs: list[str]) -> list[str]:
+    """The pairs a report expects in every setting and repeat: the subset's, or for an
+    imported experiment, the dataset's pairs it imported (it never ran the rest)."""
+    if not experiment.imported:
+        return dataset_pairs
+    kept = rows[rows["in_dataset"].fillna(True).astype(bool)]
+    return sorted(set(kept["pair"].astype(str)))
+
+
 def _mine(frame: pd.DataFrame | None, name: str) -> pd.DataFrame | None:
     if frame is None or "experiment" not in frame:
         return frame
@@ -105,12 +126,13 @@ def cost_manifest(
     experiments: ExperimentRegistry,
     dataset: BenchmarkDataset,
     report_files: ReportFiles,
-) -> pd.DataFrame:
+) -> dg.MaterializeResult:
     """Per experiment and setting: pairs, agents, statuses, cost (failed attempts
     included), steps, patches and messages; plus totals.
 
-    Written to `data/experiments/<name>/results-manifest.json` and stored as a table keyed
-    by experiment. A run tagged `experiment=<name>` rewrites that experiment's files only.
+    Written to `data/experiments/<name>/results-manifest.json` and to the table
+    `cost_manifest`, keyed by experiment. A run tagged `experiment=<name>` rewrites that
+    experiment's file and rows only.
     """
     results = read_run_results(duckdb.path)
     attempts = read_table(duckdb.path, "run_attempts")
@@ -144,8 +166,9 @@ def cost_manifest(
             f"| {experiment.name} | {totals['pairs']} | {totals['cost_total']:.2f} "
             f"| {final_results_cost(totals):.2f} | {path} |"
         )
-    context.add_output_metadata(
-        {
+    store_by_experiment(duckdb, "cost_manifest", tables)
+    return dg.MaterializeResult(
+        metadata={
             "experiments": len(tables),
             "per_experiment": dg.MetadataValue.md(
                 "| experiment | pair-runs | cost_total | cost_final_results | manifest |\n"
@@ -154,7 +177,6 @@ def cost_manifest(
             "figures": dg.MetadataValue.md(figures.inline_markdown(pngs)),
         }
     )
-    return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
 
 
 def cost_metadata(totals: dict) -> dict[str, float]:
@@ -257,7 +279,7 @@ def verification_report(
             settings=settings,
             repeats=repeats,
             cost_band=experiment.cost_band,
-            expected_pairs=expected,
+            expected_pairs=_expected(experiment, rows, expected),
             results=rows,
             manifest=manifest,
             result_file_costs={
@@ -294,8 +316,8 @@ def verification_report(
             by_key.setdefault(truth.key, []).append((experiment.name, truth))
         reports_md.append(ui_markdown(markdown, report_path.parent))
         names.append(experiment.name)
-    yield dg.Output(
-        pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(),
+    store_by_experiment(duckdb, "verification_report", frames)
+    yield dg.MaterializeResult(
         metadata={
             "score": ", ".join(scores) or "no experiments with results",
             # the headline costs, summed over the experiments refreshed (each one's in its

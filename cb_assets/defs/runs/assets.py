@@ -1,6 +1,6 @@
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
@@ -348,6 +348,9 @@ def _claimed(
                 "`cb-assets import`; imported pair-runs are never run",
                 allow_retries=False,
             )
+    problem = known.problem_of(partition.experiment) if ran else None
+    if problem:  # every pair-run of it would fail the same way: the step stops here
+        raise dg.Failure(description=f"{CONFIG_ERROR_PREFIX} {problem}", allow_retries=False)
     if ran and not partition.in_dataset:
         raise dg.Failure(
             description=f"{key}: {pair.key} is {NOT_IN_DATASET}; only its files can be "
@@ -491,14 +494,26 @@ class _Known:
     digests: dict[str, str]
     last_attempts: dict[str, int]
     failed_cost: dict[str, float]  # partition → what its infra_error attempts cost
+    registry_path: Path
+    problems: dict[str, str | None] = field(default_factory=dict)  # experiment → problem
+
+    def problem_of(self, experiment: Experiment) -> str | None:
+        """What stops `experiment` from running here (an unknown agent, a secret not set),
+        checked once per step and only when a pair-run of it must run: ingesting results
+        made elsewhere needs neither its agent nor its keys."""
+        if experiment.name not in self.problems:
+            found = preflight.experiment_problems(experiment, self.registry_path)
+            self.problems[experiment.name] = "; ".join(found) or None
+        return self.problems[experiment.name]
 
     @classmethod
-    def read(cls, db_path: Path, partitions: list[str]) -> "_Known":
+    def read(cls, db_path: Path, partitions: list[str], registry_path: str) -> "_Known":
         with duckdb_access.connect(db_path) as conn:
             return cls(
                 image_digests(conn),
                 attempts.last_attempts(conn, partitions),
                 attempts.failed_cost(conn, partitions),
+                Path(registry_path),
             )
 
 
@@ -550,21 +565,6 @@ def _arms(keys: list[str]) -> list[Arm]:
         except (ArmKeyError, UnknownSettingError):
             continue  # reported when the partition itself runs
     return sorted(set(arms))
-
-
-def _experiment_problem(experiments: ExperimentRegistry, keys: list[str]) -> str | None:
-    """What stops the experiments of `keys` from running (an unknown agent, a secret not
-    set); checked once per step, before any pair-run."""
-    try:
-        registry = experiments.load()
-    except RegistryError as exc:
-        return str(exc)
-    for name in sorted({arm.experiment for arm in _arms(keys)}):
-        experiment = registry.find(name)
-        found = preflight.experiment_problems(experiment, registry.path) if experiment else []
-        if found:
-            return "; ".join(found)
-    return None
 
 
 def _tag_run(
@@ -623,9 +623,7 @@ def run_results(
         db_path = duckdb.path
         keys = list(context.partition_keys)
         _tag_run(context, experiments, keys)
-        problem = preflight.patterns_problem(runner.failure_patterns_file) or _experiment_problem(
-            experiments, keys
-        )
+        problem = preflight.patterns_problem(runner.failure_patterns_file)
         if problem:  # every pair-run would fail the same way: run none
             raise dg.Failure(description=f"{CONFIG_ERROR_PREFIX} {problem}", allow_retries=False)
         patterns = runner.failure_patterns()
@@ -636,7 +634,7 @@ def run_results(
             else set()
         )
         todo = [key for key in keys if key not in done]
-        known = _Known.read(db_path, todo)
+        known = _Known.read(db_path, todo, experiments.path)
         # One line per step, not per pair: every event costs the SQLite event log ~10 ms.
         if todo:
             span = todo[0] if len(todo) == 1 else f"{todo[0]} … {todo[-1]}"

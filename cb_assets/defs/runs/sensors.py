@@ -10,6 +10,7 @@ from cb_assets.defs.runs.partitions import arm_partitions, pair_partitions, regi
 from cb_assets.defs.runs.resources import CooperBenchRunner
 from cb_assets.defs.runs.result_scan import Cursor, scan, skipped_note
 from cb_assets.run_launcher.liveness import fail_dead_runs
+from cb_assets.shared.experiments import RegistryError
 
 MAX_REQUESTS_PER_TICK = 100
 SETTLE_SECONDS = 2.0  # a result.json younger than this may still be being written
@@ -40,8 +41,18 @@ def new_results(
         now=time.time(),
     )
     known = set(context.instance.get_dynamic_partitions(pair_partitions.name))
-    # an arm of a registered experiment (a repeat or setting added since) gets its partition
-    register(context.instance, arm_partitions.name, [f.arm.key for f in scanned.found])
+    wanted, refused = [], {}
+    for found in scanned.found:
+        if found.pair_key not in known:
+            continue
+        try:  # a folder of a repeat or setting the experiment does not have: said, not run
+            experiments.experiment_of(found.arm)
+        except RegistryError as exc:
+            refused.setdefault(found.arm.key, str(exc))
+            continue
+        wanted.append(found)
+    # an arm of a registered experiment (an imported repeat, say) gets its partition row
+    register(context.instance, arm_partitions.name, [f.arm.key for f in wanted])
     requests = [
         dg.RunRequest(
             # the file's content state: a file delivered again is requested again
@@ -49,22 +60,22 @@ def new_results(
             partition_key=run_partition(f.arm, f.pair_key),
             tags={"cb_assets/launched_by": "new_results", "cb_assets/result_file": str(f.path)},
         )
-        for f in scanned.found
-        if f.pair_key in known
+        for f in wanted
     ]
-    unknown = len(scanned.found) - len(requests)
+    unknown = sum(f.pair_key not in known for f in scanned.found)
     note = (
         f"{len(requests)} new result files"
         + (f", {unknown} of pairs outside the subset" if unknown else "")
+        + "".join(f"; {arm} left alone: {why}" for arm, why in refused.items())
         + (f", {scanned.deferred} left for the next tick" if scanned.deferred else "")
         + skipped_note(scanned.skipped)
     )
     context.update_cursor(scanned.cursor.dumps())
-    if scanned.skipped:
+    if scanned.skipped or refused:
         context.log.warning(note)
     if not requests:
         return dg.SkipReason(note)
-    if not scanned.skipped:
+    if not (scanned.skipped or refused):
         context.log.info(note)
     return dg.SensorResult(run_requests=requests)
 

@@ -41,13 +41,25 @@ def _arm_by_old_key(db_path: Path, table: str) -> dict[str, str]:
     return {f"{pair}|{setting}": arm for pair, setting, arm in rows if arm}
 
 
+CARRIED_OVER = "cb_assets/partitions_carried_over"  # instance key: the carry-over is done
+
+
 def upgrade(instance: dg.DagsterInstance, db_path: Path) -> list[str]:
-    """Upgrade the DuckDB file, then carry the instance's old partition keys over; one line
-    per thing done (empty: nothing was from an earlier release)."""
+    """Upgrade the DuckDB file, then carry the instance's old partition keys over (once per
+    instance); one line per thing done (empty: nothing was from an earlier release)."""
     done: list[str] = []
     if db_path.exists():
         with duckdb_access.connect(db_path) as conn:
             done += schema.upgrade(conn)
+    if instance.run_storage.get_cursor_values({CARRIED_OVER}).get(CARRIED_OVER):
+        return done
+    done += _carry_over(instance, db_path)
+    instance.run_storage.set_cursor_values({CARRIED_OVER: "1"})
+    return done
+
+
+def _carry_over(instance: dg.DagsterInstance, db_path: Path) -> list[str]:
+    done: list[str] = []
     for asset in UPGRADED_ASSETS:
         old = _old_keys(instance, asset)
         if not old:

@@ -24,6 +24,7 @@ from dagster._core.storage.db_io_manager import DbIOManager, TableSlice
 from dagster_duckdb.io_manager import DuckDbClient
 from dagster_duckdb_pandas import DuckDBPandasIOManager, DuckDBPandasTypeHandler
 
+from cb_assets.defs.storage import schema
 from cb_assets.defs.storage.duckdb_access import connect, insert_by_name, table_exists, transaction
 
 
@@ -73,6 +74,7 @@ class PlatformDuckDBIOManager(DuckDBPandasIOManager):
     def create_io_manager(self, context: dg.InitResourceContext) -> dg.IOManager:
         # DuckDB creates the file but not its folder (e.g. a fresh CB_DATA_DIR).
         Path(self.database).parent.mkdir(parents=True, exist_ok=True)
+        schema.ensure_current(Path(self.database))  # a file an earlier release wrote
         inner = DbIOManager(
             db_client=AtomicDuckDbClient(),
             database=self.database,

@@ -8,7 +8,7 @@ import dagster as dg
 import duckdb
 
 from cb_assets import config
-from cb_assets.defs.storage import duckdb_access
+from cb_assets.defs.storage import duckdb_access, schema
 from cb_assets.defs.storage.io_manager import PlatformDuckDBIOManager
 
 
@@ -21,6 +21,11 @@ class PlatformDuckDB(dg.ConfigurableResource):
     @property
     def path(self) -> Path:
         return Path(self.database)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        for line in schema.ensure_current(self.path):  # a file an earlier release wrote
+            if context.log is not None:
+                context.log.info(f"upgraded {self.path}: {line}")
 
     @contextmanager
     def get_connection(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:

@@ -7,9 +7,11 @@ oracle), repeat 1. Idempotent, and one transaction: a killed upgrade leaves the 
 """
 
 import re
+from pathlib import Path
 
 import duckdb
 
+from cb_assets.defs.storage import duckdb_access
 from cb_assets.defs.storage.duckdb_access import table_exists, transaction
 from cb_assets.shared.partition_keys import EXPERIMENT_NAME, Arm, parse_run_name
 from cb_assets.shared.settings import SETTING_NAMES
@@ -25,6 +27,7 @@ NEW_COLUMNS = {
     "run_attempts": {"experiment": "varchar", "repeat": "integer", "arm": "varchar"},
     "eval_results": {"experiment": "varchar", "repeat": "bigint", "arm": "varchar"},
 }
+DERIVED_TABLES = ("cost_manifest", "verification_report")  # written per experiment now
 # `<logs>/<run_name>/<solo|coop|team>/<repo>/<task>/f<a>_f<b>[/file]`: the run name of a path
 _RUN_NAME_IN_PATH = r"/([^/]+)/(?:solo|coop|team)/[^/]+/[^/]+/f[0-9]+_f[0-9]+(?:/[^/]*)?$"
 
@@ -81,8 +84,9 @@ def _arms(conn: duckdb.DuckDBPyConnection, table: str, run_name_sql: str) -> Non
 def upgrade(conn: duckdb.DuckDBPyConnection) -> list[str]:
     """Upgrade the tables an earlier release wrote; one line per table upgraded."""
     done = []
-    plans = {
-        "run_results": "{t}.run_name",
+    plans = {  # the run name from the file's path, as the sensor and the runner read it
+        "run_results": f"coalesce(nullif(regexp_extract({{t}}.result_path, "
+        f"'{_RUN_NAME_IN_PATH}', 1), ''), {{t}}.run_name)",
         "run_attempts": f"regexp_extract({{t}}.log_dir, '{_RUN_NAME_IN_PATH}', 1)",
         "eval_results": f"regexp_extract({{t}}.eval_path, '{_RUN_NAME_IN_PATH}', 1)",
     }
@@ -101,4 +105,42 @@ def upgrade(conn: duckdb.DuckDBPyConnection) -> list[str]:
                 )
             rows = conn.execute(f"select count(*) from {table}").fetchone()[0]
             done.append(f"{table}: {rows} rows named by their experiment, repeat 1")
+            if table == "run_results":
+                done += _renamed(conn)
+        for table in DERIVED_TABLES:  # rebuilt, per experiment, by the next refresh
+            if table_exists(conn, table) and "experiment" not in _columns(conn, table):
+                conn.execute(f"drop table {table}")
+                done.append(f"{table}: dropped (one experiment's); the next refresh rebuilds it")
+    return done
+
+
+def _renamed(conn: duckdb.DuckDBPyConnection) -> list[str]:
+    """A line per earlier run name that is no experiment name now (`gpt-4o-solo` → gpt_4o):
+    its rows are kept under the new name, but its files stay where they are."""
+    rows = conn.execute(
+        "select distinct run_name, experiment, setting from run_results "
+        "where run_name is not null and run_name <> experiment || '-' || setting"
+    ).fetchall()
+    return [
+        f"run_results: rows of run {run_name!r} are experiment {experiment!r} now; its files "
+        f"stay in {run_name}/ (rename that folder to {experiment}-{setting}/ to run or "
+        "evaluate it again there)"
+        for run_name, experiment, setting in rows
+    ]
+
+
+_CURRENT: set[str] = set()  # files this process has upgraded or found current
+
+
+def ensure_current(db_path: Path) -> list[str]:
+    """Upgrade `db_path` once per process, before its first use: whichever way a run starts
+    (the UI, a sensor, the command line), it never writes the new shape into old tables."""
+    key = str(db_path)
+    if key in _CURRENT:
+        return []
+    done: list[str] = []
+    if db_path.exists():
+        with duckdb_access.connect(db_path) as conn:
+            done = upgrade(conn)
+    _CURRENT.add(key)
     return done

@@ -18,7 +18,7 @@ OLD_RUN_RESULTS = """
 create table run_results (
     pair varchar, setting varchar, repo varchar, task_id bigint, feature_a bigint,
     feature_b bigint, agent_id varchar, status varchar, cost double, run_name varchar,
-    classification varchar
+    classification varchar, result_path varchar
 )
 """
 OLD_RUN_ATTEMPTS = """
@@ -52,10 +52,13 @@ def old_file(path: Path) -> None:
             (P2, "coop-nocomm", "agent1", "command-a-coop-nocomm"),  # a name with `-`
             (P2, "solo", "solo", None),  # no run name at all
         ]:
+            sub = "solo" if setting == "solo" else "coop"
+            features = "f3_f4" if pair == P1 else "f1_f2"
+            result = LOG.format(run=run, sub=sub, features=features) + "/result.json"
             conn.execute(
                 "insert into run_results values (?, ?, 'dspy_task', 8394, 3, 4, ?, "
-                "'Submitted', 0.5, ?, 'submitted')",
-                [pair, setting, agent, run],
+                "'Submitted', 0.5, ?, 'submitted', ?)",
+                [pair, setting, agent, run, result if run else None],
             )
         for pair, setting, run, sub, features, attempt in [
             (P1, "solo", "oracle-solo", "solo", "f3_f4", 1),
@@ -87,9 +90,12 @@ def test_rows_are_named_by_their_run_name_at_repeat_1(tmp_path: Path) -> None:
     with duckdb.connect(str(path)) as conn:
         done = schema.upgrade(conn)
         assert [line.split(":")[0] for line in done] == [
-            "run_results", "run_attempts", "eval_results"
+            "run_results", "run_results", "run_attempts", "eval_results"
         ]  # fmt: skip
         assert "run_results: 5 rows" in done[0]
+        # a run name that is no experiment name now is said, with where its files stay
+        assert "'command-a-coop-nocomm' are experiment 'command_a'" in done[1]
+        assert "stay in command-a-coop-nocomm/" in done[1]
         got = conn.execute(
             "select pair, setting, agent_id, experiment, repeat, arm, in_dataset "
             "from run_results order by pair, setting, agent_id"
