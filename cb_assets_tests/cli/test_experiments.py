@@ -74,6 +74,12 @@ def test_a_second_experiment_keeps_the_first_ones_rows_files_and_report(
     # the oracle experiment's files were neither read into noop's nor rewritten
     assert (experiments / "oracle" / "verification-report.md").read_bytes() == oracle_report
     assert (experiments / "oracle" / "results-manifest.json").read_bytes() == oracle_manifest
+    # the report tables keep both experiments' rows: each refresh replaced only its own
+    for table in ("cost_manifest", "verification_report"):
+        assert {e for (e,) in query(tmp_path, f"select distinct experiment from {table}")} == {
+            "oracle",
+            "noop",
+        }, table
     noop = json.loads((experiments / "noop" / "results-manifest.json").read_text())
     assert noop["experiment"] == "noop" and noop["totals"]["pairs"] == 9
     assert {s: b["pairs"] for s, b in noop["settings"].items()} == {
@@ -144,6 +150,23 @@ def test_the_real_logs_import_as_experiments_whose_figures_match_the_files(
         assert proc.returncode == 0, f"{run}: {proc.stdout}{proc.stderr}"
         assert "skipped" not in proc.stderr
     registry = (tmp_path / "experiments.yaml").read_text()
+    # refused imports register nothing: a setting config.json contradicts, a run experiment
+    for refused, why in (
+        (["--experiment", "nano2", "--setting", "solo"], "key 'setting'"),
+        (["--experiment", "oracle", "--setting", "coop-comm"], "source is 'run'"),
+        (["--experiment", "nano", "--setting", "coop-comm", "--repeat", "4"], None),
+    ):
+        if why is None:  # nano's agent is claude_code: a run of another model is refused
+            other = tmp_path / "other_model"
+            shutil.copytree(REAL_LOGS / "smoke_ca_1", other)
+            config = json.loads((other / "config.json").read_text())
+            (other / "config.json").write_text(json.dumps({**config, "model": "another"}))
+            proc = run_cli(["import", str(other), *refused], env)
+            why = "says claude_code / another"
+        else:
+            proc = run_cli(["import", str(REAL_LOGS / "nano_msg_1"), *refused], env)
+        assert proc.returncode == 2 and why in proc.stderr, proc.stdout + proc.stderr
+    assert (tmp_path / "experiments.yaml").read_text() == registry
     assert "name: nano" in registry and "agent: claude_code" in registry
     assert "model: claude-sonnet-5" in registry and "source: import" in registry
 
@@ -193,6 +216,16 @@ def test_the_real_logs_import_as_experiments_whose_figures_match_the_files(
     )
     assert query(tmp_path, "select count(*) from conversations") == [(messages,)]
     assert {e for (e,) in query(tmp_path, "select experiment from experiment_comparison")} == {
+        "nano",
+        "control",
+        "smoke",
+    }
+    # an imported experiment is never run: materializing it only refreshes its report
+    proc = run_cli(["materialize", "--experiment", "nano", "--images", "no"], env)
+    assert proc.returncode == 0 and "nothing to run" in proc.stdout, proc.stdout + proc.stderr
+    assert {
+        e for (e,) in query(tmp_path, "select distinct experiment from verification_report")
+    } == {
         "nano",
         "control",
         "smoke",

@@ -244,3 +244,20 @@ def test_hostile_result_files_fail_once_and_never_stall_the_sensor(make_platform
     assert not platform.query(tables) or platform.query("select count(*) from run_results") == [
         (0,)
     ]
+
+
+def test_sensor_leaves_alone_the_arms_the_registry_does_not_have(make_platform):
+    """A folder of a repeat or a setting the experiment lacks (oracle runs once, never team)
+    is said in the tick's note, neither registered as a grid row nor run (it would fail)."""
+    platform = make_platform(n_pairs=2)
+    assert platform.materialize(["benchmark_pairs"]).success
+    pair = parse_pair_key(platform.query("select pair from benchmark_pairs order by pair")[0][0])
+    write_result(platform.logs_dir, "oracle-solo-r2", pair, "solo")
+    write_result(platform.logs_dir, "oracle-solo", pair, "solo")
+    time.sleep(2.1)  # past the settle time
+    d = platform.defs()
+    with dg.build_sensor_context(instance=platform.instance, resources=d.resources) as context:
+        result = new_results(context)
+    assert [r.partition_key for r in result.run_requests] == [f"oracle/solo|{pair.key}"]
+    arms = platform.instance.get_dynamic_partitions("arms")
+    assert "oracle/solo" in arms and "oracle/solo/r2" not in arms
