@@ -87,6 +87,25 @@ class Registry:
             f"{self.path}: no experiment {name!r}; it has {', '.join(self.names) or 'none'}"
         )
 
+    def experiment_of(self, arm: Arm) -> Experiment:
+        """The experiment `arm` belongs to; an error naming the registry when it has no such
+        experiment, setting or repeat (a partition left over from an edited registry). An
+        imported experiment's arms are whatever was imported."""
+        experiment = self.get(arm.experiment)
+        if experiment.imported:
+            return experiment
+        if arm.setting not in experiment.settings:
+            raise RegistryError(
+                f"{self.path}: experiment {experiment.name!r} has no setting {arm.setting!r} "
+                f"(it has {', '.join(experiment.settings)})"
+            )
+        if arm.repeat > experiment.repeats:
+            raise RegistryError(
+                f"{self.path}: experiment {experiment.name!r} has {experiment.repeats} "
+                f"repeat(s), not {arm.repeat}"
+            )
+        return experiment
+
     def find(self, name: str) -> Experiment | None:
         return next((e for e in self.experiments if e.name == name), None)
 

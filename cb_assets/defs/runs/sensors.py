@@ -32,9 +32,10 @@ def new_results(
     requests per tick, the rest at the next. Entries that are not regular files and folders
     whose names are not canonical are reported in the tick's note and never requested."""
     cursor = Cursor.loads(context.cursor)
+    registry = experiments.load()
     scanned = scan(
         Path(runner.logs_dir),
-        set(experiments.load().names),
+        set(registry.names),
         cursor,
         limit=MAX_REQUESTS_PER_TICK,
         settle_seconds=SETTLE_SECONDS,
@@ -46,7 +47,7 @@ def new_results(
         if found.pair_key not in known:
             continue
         try:  # a folder of a repeat or setting the experiment does not have: said, not run
-            experiments.experiment_of(found.arm)
+            registry.experiment_of(found.arm)
         except RegistryError as exc:
             refused.setdefault(found.arm.key, str(exc))
             continue

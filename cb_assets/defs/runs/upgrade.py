@@ -47,10 +47,7 @@ CARRIED_OVER = "cb_assets/partitions_carried_over"  # instance key: the carry-ov
 def upgrade(instance: dg.DagsterInstance, db_path: Path) -> list[str]:
     """Upgrade the DuckDB file, then carry the instance's old partition keys over (once per
     instance); one line per thing done (empty: nothing was from an earlier release)."""
-    done: list[str] = []
-    if db_path.exists():
-        with duckdb_access.connect(db_path) as conn:
-            done += schema.upgrade(conn)
+    done = schema.ensure_current(db_path)
     if instance.run_storage.get_cursor_values({CARRIED_OVER}).get(CARRIED_OVER):
         return done
     done += _carry_over(instance, db_path)
