@@ -37,7 +37,7 @@ from cb_assets.defs.storage.resources import PlatformDuckDB
 from cb_assets.run_launcher.liveness import tag_current_process
 from cb_assets.runner.outcome import LaunchError
 from cb_assets.shared.dataset import Pair, PairKeyError, parse_pair_key, task_in_dataset
-from cb_assets.shared.experiments import Experiment, RegistryError
+from cb_assets.shared.experiments import Experiment, Registry, RegistryError
 from cb_assets.shared.failures import (
     CONFIG_ERROR_PREFIX,
     INFRA_ERROR,
@@ -47,7 +47,7 @@ from cb_assets.shared.failures import (
     classify_result,
     config_error_cause,
 )
-from cb_assets.shared.partition_keys import Arm, ArmKeyError, parse_arm
+from cb_assets.shared.partition_keys import Arm, ArmKeyError, split_partition_key
 from cb_assets.shared.secrets import scrub
 from cb_assets.shared.settings import Setting, UnknownSettingError, get_setting
 
@@ -279,7 +279,7 @@ class _Partition:
 def _materialize_partition(
     context: dg.AssetExecutionContext,
     runner: CooperBenchRunner,
-    experiments: ExperimentRegistry,
+    registry: Registry | RegistryError,
     db_path: Path,
     key: str,
     force: bool,
@@ -293,7 +293,7 @@ def _materialize_partition(
     (retryable) or dg.Failure; the attempt's row and the partition's rows are one DuckDB
     transaction, recorded before either is raised.
     """
-    partition = _partition(runner, experiments, key)
+    partition = _partition(runner, registry, key)
     try:
         with claims.claim(
             Path(runner.logs_dir),
@@ -421,7 +421,8 @@ def _claimed(
             attempt=number if ran else None,
             failed_attempts_cost=known.failed_cost.get(key, 0.0),
             pair_dir=pair_dir,
-            logs_root=logs_root,
+            # the rows just stored: the file is read once (solo has none)
+            conversation=said if os.path.lexists(pair_dir / "conversation.json") else None,
         )
     )
 
@@ -517,14 +518,19 @@ class _Known:
             )
 
 
-def _partition(runner: CooperBenchRunner, experiments: ExperimentRegistry, key: str) -> _Partition:
+def _partition(
+    runner: CooperBenchRunner, registry: Registry | RegistryError, key: str
+) -> _Partition:
     """The partition `key` names; a Failure (never retried: retrying cannot fix a key or the
-    registry) when it names no pair, no arm or an experiment the registry does not hold."""
+    registry) when it names no pair, no arm or an experiment the registry does not hold,
+    or the registry (loaded once per step) did not load."""
     try:
-        keys = run_partitions.get_partition_key_from_str(key).keys_by_dimension
-        arm, pair = parse_arm(keys["arm"]), parse_pair_key(keys["pair"])
-        experiment = experiments.experiment_of(arm)
-    except (PairKeyError, ArmKeyError, UnknownSettingError, RegistryError, KeyError) as exc:
+        arm, pair_key = split_partition_key(key)
+        pair = parse_pair_key(pair_key)
+        if isinstance(registry, RegistryError):
+            raise registry
+        experiment = registry.experiment_of(arm)
+    except (PairKeyError, ArmKeyError, UnknownSettingError, RegistryError) as exc:
         raise dg.Failure(description=f"{key}: {exc}", allow_retries=False) from None
     # an imported pair-run may be of a task the configured dataset lacks: kept, flagged
     in_dataset = task_in_dataset(runner.dataset.root, pair)
@@ -561,23 +567,19 @@ def _arms(keys: list[str]) -> list[Arm]:
     arms = []
     for key in keys:
         try:
-            arms.append(parse_arm(key.partition("|")[0]))
+            arms.append(split_partition_key(key)[0])
         except (ArmKeyError, UnknownSettingError):
             continue  # reported when the partition itself runs
     return sorted(set(arms))
 
 
 def _tag_run(
-    context: dg.AssetExecutionContext, experiments: ExperimentRegistry, keys: list[str]
+    context: dg.AssetExecutionContext, registry: Registry | RegistryError, keys: list[str]
 ) -> None:
     """Tag the run with what it runs (experiment, agent, model, setting, repeat), so the Runs
     page tells experiments apart whichever way the run was launched."""
     arms = _arms(keys)
-    if not arms:
-        return
-    try:
-        registry = experiments.load()
-    except RegistryError:
+    if not arms or isinstance(registry, RegistryError):
         return
     found = [registry.find(name) for name in dict.fromkeys(a.experiment for a in arms)]
     tags = run_tags(arms, [e for e in found if e is not None])
@@ -622,7 +624,11 @@ def run_results(
     with cancellation_ends_the_step(context):
         db_path = duckdb.path
         keys = list(context.partition_keys)
-        _tag_run(context, experiments, keys)
+        try:  # once per step, not per partition: every partition asks it
+            registry: Registry | RegistryError = experiments.load()
+        except RegistryError as exc:
+            registry = exc  # each partition fails with it, as its own bad input
+        _tag_run(context, registry, keys)
         problem = preflight.patterns_problem(runner.failure_patterns_file)
         if problem:  # every pair-run would fail the same way: run none
             raise dg.Failure(description=f"{CONFIG_ERROR_PREFIX} {problem}", allow_retries=False)
@@ -644,7 +650,7 @@ def run_results(
         for i, key in enumerate(todo):
             try:
                 recorded[key] = _materialize_partition(
-                    context, runner, experiments, db_path, key, config.force, patterns, known
+                    context, runner, registry, db_path, key, config.force, patterns, known
                 )
             except (InfrastructureFailure, dg.Failure) as exc:
                 failures[key] = exc

@@ -3,13 +3,12 @@ its outcome, why it failed, what it cost (failed attempts included), its convers
 its patches. Also the run tags that tell experiments apart on the Runs page.
 """
 
-import os
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from cb_assets.defs.runs.results import ResultFileError, read_json_file, read_regular_file
+from cb_assets.defs.runs.results import ResultFileError, read_regular_file
 from cb_assets.shared.experiments import Experiment
 from cb_assets.shared.failures import Verdict
 from cb_assets.shared.partition_keys import Arm
@@ -43,24 +42,23 @@ def _fence(text: str, language: str = "") -> str:
     return f"{fence}{language}\n{text}\n{fence}"
 
 
-def conversation_markdown(pair_dir: Path, logs_root: Path | None) -> str | None:
-    """The pair-run's messages as markdown, or None when it has none (solo)."""
-    path = pair_dir / "conversation.json"
-    if not os.path.lexists(path):
+def conversation_markdown(conversation: pd.DataFrame | None) -> str | None:
+    """The pair-run's messages as markdown, from its `conversations` rows (parsed once, with
+    the text made storable and scrubbed); None when it has no conversation file (solo)."""
+    if conversation is None:
         return None
-    try:
-        messages = read_json_file(path, root=logs_root, check_text=False)
-    except ResultFileError as exc:
-        return f"(unreadable: {exc})"
-    if not isinstance(messages, list) or not messages:
+    if conversation.empty:
         return "(no messages)"
-    lines = []
-    for message in messages:
-        if not isinstance(message, dict):
-            continue
-        text = str(message.get("message", "")).encode("utf-8", "replace").decode("utf-8")
-        lines.append(f"**{message.get('from', '?')} → {message.get('to', '?')}**\n\n{text}\n")
+    lines = [
+        f"**{_or_unknown(row.sender)} → {_or_unknown(row.recipient)}**\n\n"
+        f"{'' if pd.isna(row.text) else row.text}\n"
+        for row in conversation.itertuples()
+    ]
     return _fence("\n".join(lines), "markdown") if len(lines) > 20 else "\n".join(lines)
+
+
+def _or_unknown(value: object) -> str:
+    return "?" if value is None or pd.isna(value) else str(value)
 
 
 def patches_markdown(pair_dir: Path) -> str | None:
@@ -83,9 +81,10 @@ def pair_run_summary(
     attempt: int | None,
     failed_attempts_cost: float,
     pair_dir: Path,
-    logs_root: Path | None,
+    conversation: pd.DataFrame | None,
 ) -> dict[str, Any]:
-    """Plain values (and markdown strings under keys ending in `_md`) for the UI."""
+    """Plain values (and markdown strings under keys ending in `_md`) for the UI;
+    `conversation` is the pair-run's `conversations` rows, None when it has no file."""
     errors = [
         f"{row.agent_id}: {row.error}"
         for row in frame.itertuples()
@@ -107,7 +106,7 @@ def pair_run_summary(
         "in_dataset": bool(frame["in_dataset"].iloc[0]),
         "row_count": len(frame),
         "result_file": str(pair_dir / "result.json"),
-        "conversation_md": conversation_markdown(pair_dir, logs_root),
+        "conversation_md": conversation_markdown(conversation),
         "patches_md": patches_markdown(pair_dir),
     }
     return {k: v for k, v in summary.items() if v is not None}
