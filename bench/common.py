@@ -12,9 +12,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from cb_assets.bottle.services import start_redis
 from cb_assets.config import PROJECT_ROOT, instance_yaml
 from cb_assets.shared.dataset import Pair
-from cb_assets_tests.support import local_redis
 from cb_assets_tests.support.synthetic import agent_block, make_subset_dataset, write_result
 
 SETTINGS = (("solo", "solo"), ("coop-comm", "coop"), ("coop-nocomm", "coop"))
@@ -141,8 +141,9 @@ def bench_platform(args: argparse.Namespace) -> Iterator[tuple[Path, Path, str]]
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         dataset = make_subset_dataset(args.dataset, tmp / "dataset", args.pairs, name="bench")
-        redis_url, redis_proc = local_redis.start(tmp)
+        redis = start_redis(tmp)
+        redis_url = redis.address
         try:
             yield tmp, dataset, redis_url
         finally:
-            redis_proc.terminate()
+            redis.stop()

@@ -146,6 +146,15 @@ def image_namespace(default: str) -> str:
 DUCKDB_SCHEMA = "main"  # DuckDB's default, so `select * from run_results` just works
 
 
+def bottle_cache_dir() -> Path:
+    """Where `cb-assets selfcheck` keeps its Debian root filesystem: outside any clone."""
+    if _value("CB_BOTTLE_CACHE"):
+        return Path(os.environ["CB_BOTTLE_CACHE"])
+    if os.geteuid() == 0:
+        return Path("/var/cache/cb-assets")
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cb-assets"
+
+
 def retry_delay_seconds() -> float:
     """First backoff delay between infrastructure retries (then doubling, with jitter)."""
     return _seconds("CB_RETRY_DELAY_SECONDS", 10.0, whole=False, positive=False)

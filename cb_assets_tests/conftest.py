@@ -7,22 +7,16 @@ missing: a green CI must mean the feature ran.
 
 import os
 import shutil
-import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 
+from cb_assets.bottle import services
 from cb_assets_tests.support.platform import Platform, open_platform
-from cb_assets_tests.support.services import (
-    free_port,
-    require,
-    shared_dataset_dir,
-    wait_for_http,
-)
+from cb_assets_tests.support.services import require, shared_dataset_dir
 
 
 @pytest.fixture(scope="session")
@@ -34,16 +28,13 @@ def lite_dataset() -> Path:
 
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    from cb_assets_tests.support import local_redis
-
     require(
         shutil.which("redis-server") is not None,
         "redis-server is not installed (apt-get install redis-server)",
     )
-    url, proc = local_redis.start(tmp_path_factory.mktemp("redis"))
-    yield url
-    proc.terminate()
-    proc.wait(timeout=10)
+    redis = services.start_redis(tmp_path_factory.mktemp("redis"))
+    yield redis.address
+    redis.stop(timeout=10)
 
 
 @pytest.fixture(scope="session")
@@ -99,7 +90,7 @@ def make_platform(
 @pytest.fixture(scope="session")
 def docker_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real Docker engine: `CB_TEST_DOCKER_HOST` if it answers, else a dockerd of our own
-    (vfs storage, no iptables, no bridge: containers run with --network none)."""
+    (the bottle's: vfs storage, no iptables, no bridge, so containers get loopback only)."""
     import docker
 
     given = os.environ.get("CB_TEST_DOCKER_HOST")
@@ -107,65 +98,25 @@ def docker_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         docker.DockerClient(base_url=given).ping()
         yield given
         return
-    dockerd = shutil.which("dockerd")
-    require(dockerd is not None, "dockerd is not installed (apt-get install docker.io)")
-    require(os.geteuid() == 0, "starting dockerd needs root")
-    root = Path(tempfile.mkdtemp(prefix="cbd-", dir="/tmp"))  # short: unix socket paths
-    host = f"unix://{root}/docker.sock"
-    log = open(tmp_path_factory.mktemp("dockerd") / "dockerd.log", "wb")
-    proc = subprocess.Popen(
-        [
-            dockerd,
-            "--storage-driver=vfs",
-            "--iptables=false",
-            "--bridge=none",
-            "-H",
-            host,
-            "--data-root",
-            str(root / "data"),
-            "--exec-root",
-            str(root / "exec"),
-            "--pidfile",
-            str(root / "docker.pid"),
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
+    require(
+        shutil.which("dockerd") is not None, "dockerd is not installed (apt-get install docker.io)"
     )
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            docker.DockerClient(base_url=host, timeout=5).ping()
-            break
-        except docker.errors.DockerException:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"dockerd did not start; see {log.name}")
-            time.sleep(0.3)
-    yield host
-    proc.terminate()
-    proc.wait(timeout=60)
-    shutil.rmtree(root, ignore_errors=True)
+    require(os.geteuid() == 0, "starting dockerd needs root")
+    try:
+        engine = services.start_engine(tmp_path_factory.mktemp("dockerd"))
+    except services.ServiceError as exc:
+        pytest.fail(str(exc))
+    yield engine.address
+    engine.stop()
 
 
 @pytest.fixture(scope="session")
 def local_registry(tmp_path_factory: pytest.TempPathFactory, docker_host: str) -> Iterator[str]:
     """A real registry (Debian's docker-registry) on 127.0.0.1, which the engine trusts."""
-    binary = shutil.which("docker-registry")
     require(
-        binary is not None, "docker-registry is not installed (apt-get install docker-registry)"
+        shutil.which("docker-registry") is not None,
+        "docker-registry is not installed (apt-get install docker-registry)",
     )
-    port = free_port()
-    workdir = tmp_path_factory.mktemp("registry")
-    (workdir / "config.yml").write_text(
-        "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: "
-        + str(workdir / "data")
-        + f"\nhttp:\n  addr: 127.0.0.1:{port}\nlog:\n  level: warn\n"
-    )
-    proc = subprocess.Popen(
-        [binary, "serve", str(workdir / "config.yml")],
-        stdout=open(workdir / "registry.log", "wb"),
-        stderr=subprocess.STDOUT,
-    )
-    wait_for_http(f"http://127.0.0.1:{port}/v2/", proc, workdir / "registry.log", 30)
-    yield f"127.0.0.1:{port}"
-    proc.terminate()
-    proc.wait(timeout=30)
+    registry = services.start_registry(tmp_path_factory.mktemp("registry"))
+    yield registry.address
+    registry.stop(timeout=30)

@@ -100,6 +100,19 @@ def main(argv: list[str] | None = None) -> None:
     commands.add_parser(
         "upgrade", help="upgrade a data folder an earlier release wrote (in place, nothing lost)"
     )
+    check = commands.add_parser(
+        "selfcheck",
+        help="run a small real experiment offline (engine, registry, image, model server, "
+        "Redis started here) and check what its data says",
+    )
+    check.add_argument(
+        "--seed", type=int, default=14, help="draws which conversation gets which fault"
+    )
+    check.add_argument(
+        "--cache-dir",
+        help="where the Debian root filesystem is kept between runs (default: CB_BOTTLE_CACHE,"
+        " else /var/cache/cb-assets as root, ~/.cache/cb-assets otherwise)",
+    )
     ask = commands.add_parser("sql", help="query the DuckDB file, safely while runs write")
     ask.add_argument("query", help='SQL, e.g. "select * from pass_rate_by_setting"')
     ask.add_argument("--csv", action="store_true", help="CSV instead of a table")
@@ -137,6 +150,10 @@ def _command(name: str):
         from cb_assets.cli.upgrade import upgrade
 
         return upgrade
+    if name == "selfcheck":
+        from cb_assets.cli.selfcheck import selfcheck
+
+        return selfcheck
     if name == "import":
         from cb_assets.cli.import_run import import_run
 

@@ -1,0 +1,1 @@
+"""textkit: a few small string helpers."""
