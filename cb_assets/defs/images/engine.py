@@ -87,8 +87,13 @@ def probe_workspace(
     """Run `test -d /workspace` in a throw-away container with no network."""
     container = None
     try:
+        # upstream's images set ENTRYPOINT runner.sh, which would swallow a plain command
         container = client.containers.create(
-            image, ["test", "-d", "/workspace"], network_mode="none", network_disabled=True
+            image,
+            ["-d", "/workspace"],
+            entrypoint=["test"],
+            network_mode="none",
+            network_disabled=True,
         )
         container.start()
         code = container.wait(timeout=timeout)["StatusCode"]
