@@ -62,6 +62,16 @@ DEFAULT_PATTERNS: tuple[Pattern, ...] = (
         r"(Error code|status(?:[ _]code)?)[ :=]*401\b",
         CONFIG_ERROR,
     ),
+    # upstream's adapters start the sandbox with `docker run` through subprocess(check=True)
+    Pattern(
+        "sandbox-start",
+        r"Command '\[.{0,4}'docker', 'run'.*returned non-zero exit status \d+",
+    ),
+    Pattern(
+        "docker-unreachable",
+        r"Error while fetching server API version|docker\.errors\.DockerException|"
+        r"Cannot connect to the Docker daemon",
+    ),
     Pattern("docker-oom", r"OOMKilled|out of memory|Cannot allocate memory|exit code 137"),
     Pattern("docker-killed", r"container .*(killed|was stopped)|signal: killed|SIGKILL"),
     Pattern(
@@ -74,7 +84,12 @@ DEFAULT_PATTERNS: tuple[Pattern, ...] = (
         r"failed to (create|start) container|OCI runtime|"
         r"Cannot connect to the Docker daemon|APIError: 500",
     ),
-    Pattern("llm-rate-limit", r"\b429\b|RateLimitError|rate limit(ed)? exceeded|Too Many Requests"),
+    # 429 only next to words that make it a status: a bare number also occurs in paths, ports
+    Pattern(
+        "llm-rate-limit",
+        r"(status|code|error|HTTP)[^\n]{0,12}\b429\b|\b429\b[^\n]{0,12}(Too Many|rate)|"
+        r"RateLimitError|rate limit(ed)? exceeded|Too Many Requests",
+    ),
     Pattern(
         "llm-server-error",
         r"\b50[0234]\b.{0,40}(error|server|gateway|unavailable|timeout)|"
@@ -199,6 +214,10 @@ def classify(
         hit = _match(error, patterns)
         if hit is not None and hit.classification == INFRA_ERROR:
             return Verdict(INFRA_ERROR, hit.name, error[:500])
+    if any(not e.strip() for e in errors):  # the agent process died without a result
+        return Verdict(
+            INFRA_ERROR, "agent-error-empty", "an agent ended in Error with no error text"
+        )
     if errors:
         hit = _match(errors[0], patterns)
         return Verdict(AGENT_ERROR, hit.name if hit else "agent-status-error", errors[0][:500])
