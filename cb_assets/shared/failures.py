@@ -46,7 +46,8 @@ class Pattern:
 
 
 # Strings that the Docker engine, litellm / provider SDKs, redis-py and the kernel
-# put in an error message when the fault is not the agent's.
+# put in an error message when the fault is not the agent's. The first that matches names
+# the verdict, so the specific rules come before the broad ones they overlap.
 DEFAULT_PATTERNS: tuple[Pattern, ...] = (
     # Rejected credentials are the configuration's fault: retrying cannot help.
     Pattern(
@@ -62,15 +63,29 @@ DEFAULT_PATTERNS: tuple[Pattern, ...] = (
         r"(Error code|status(?:[ _]code)?)[ :=]*401\b",
         CONFIG_ERROR,
     ),
-    # upstream's adapters start the sandbox with `docker run` through subprocess(check=True)
+    # What upstream's codex adapter reports when the host has no key for it at all.
+    Pattern(
+        "llm-credentials-missing", r"no codex credentials|OPENAI_API_KEY missing", CONFIG_ERROR
+    ),
+    # The agent's sandbox never started. Upstream's DockerEnvironment (mini_swe_agent_v2, and
+    # claude_code / codex through it) runs `docker run -d …` with subprocess(check=True): the
+    # error is "Command '[…]' returned non-zero exit status N" (or timed out, or died with a
+    # signal); openhands_sdk's Modal agent-server that never answers is the same fault.
     Pattern(
         "sandbox-start",
-        r"Command '\[.{0,4}'docker', 'run'.*returned non-zero exit status \d+",
+        r"Command '\['[^'\n]*\b(?:docker|podman)', 'run',[^\n]*?\]' "
+        r"(?:returned non-zero exit status -?\d+|timed out after [\d.]+ seconds|died with)|"
+        r"Agent-server did not become ready",
     ),
+    # No Docker engine answers: docker-py's, the CLI's and the socket's own words. Before
+    # the LLM rules: its "Connection aborted" and the numbers around it are not a provider's.
     Pattern(
         "docker-unreachable",
         r"Error while fetching server API version|docker\.errors\.DockerException|"
-        r"Cannot connect to the Docker daemon",
+        r"Cannot connect to the Docker daemon|Is the docker daemon running|"
+        r"docker daemon socket|"
+        r"docker\.sock\b[^\n]{0,120}(?:No such file or directory|Connection refused|"
+        r"Permission denied)",
     ),
     Pattern("docker-oom", r"OOMKilled|out of memory|Cannot allocate memory|exit code 137"),
     Pattern("docker-killed", r"container .*(killed|was stopped)|signal: killed|SIGKILL"),
@@ -81,18 +96,18 @@ DEFAULT_PATTERNS: tuple[Pattern, ...] = (
     ),
     Pattern(
         "container-start",
-        r"failed to (create|start) container|OCI runtime|"
-        r"Cannot connect to the Docker daemon|APIError: 500",
+        r"failed to (create|start) container|OCI runtime|APIError: 500",
     ),
-    # 429 only next to words that make it a status: a bare number also occurs in paths, ports
+    # A bare 429 is any number in a path, a port, a container id, a timestamp or a
+    # traceback's "line 429, in generate": only a 429 a status word introduces is a rate limit.
     Pattern(
         "llm-rate-limit",
-        r"(status|code|error|HTTP)[^\n]{0,12}\b429\b|\b429\b[^\n]{0,12}(Too Many|rate)|"
-        r"RateLimitError|rate limit(ed)? exceeded|Too Many Requests",
+        r"RateLimitError|rate limit(ed)? exceeded|Too Many Requests|RESOURCE_EXHAUSTED|"
+        r"\b(?:Error code|status(?:[ _]code)?|HTTP(?:/[\d.]+)?|code|error)\W{0,3}429\b",
     ),
     Pattern(
         "llm-server-error",
-        r"\b50[0234]\b.{0,40}(error|server|gateway|unavailable|timeout)|"
+        r"(?<!line )\b50[0234]\b.{0,40}(error|server|gateway|unavailable|timeout)|"
         r"InternalServerError|ServiceUnavailable|BadGateway|"
         r"Gateway Time-?out|overloaded",
     ),
@@ -234,3 +249,37 @@ def classify_result(
 ) -> Verdict:
     """The verdict of a result.json found on disk (ingested, not run here)."""
     return classify(exit_code=None, timed_out=False, log_text="", result=result, patterns=patterns)
+
+
+@dataclass(frozen=True)
+class EvalRefusal:
+    """A reason `cooperbench eval` prints for ending without an eval.json that another
+    attempt would meet again."""
+
+    name: str
+    regex: str
+    config: bool  # the experiment's configuration is at fault: every pair would be refused
+
+
+# Upstream's evaluate() returns, exit status 0 and no eval.json, after printing one of these
+# (through rich, which wraps long lines: hence \s+ between words).
+EVAL_REFUSALS: tuple[EvalRefusal, ...] = (
+    # openhands_sdk runs are evaluated on Modal only; any other --backend is refused.
+    EvalRefusal(
+        "eval-backend-refused",
+        r"agent_framework=\S+\s+which\s+requires\s+--backend\s+\S+\s+"
+        r"Refusing\s+to\s+evaluate\s+with\s+--backend\s+\w+",
+        config=True,
+    ),
+    # discover_runs found no result.json under the name, repo, task and features asked for.
+    EvalRefusal("eval-no-runs", r"\bno\s+runs\s+found\s+to\s+evaluate\b", config=False),
+)
+
+
+def eval_refusal(log_text: str) -> tuple[EvalRefusal, str] | None:
+    """The refusal `cooperbench eval`'s output shows, with its words on one line, or None."""
+    for refusal in EVAL_REFUSALS:
+        match = re.search(refusal.regex, log_text, flags=re.IGNORECASE)
+        if match is not None:
+            return refusal, " ".join(match.group(0).split())
+    return None

@@ -10,6 +10,7 @@ from cb_assets.defs.policies import (
     INFRA_RETRY,
     MAX_ATTEMPTS,
     cancellation_ends_the_step,
+    config_failure,
     give_up_or_retry,
 )
 from cb_assets.defs.runs import attempts, claims
@@ -19,7 +20,15 @@ from cb_assets.defs.runs.resources import CooperBenchRunner
 from cb_assets.defs.runs.results import ResultFileError
 from cb_assets.shared.dataset import Pair, PairKeyError, parse_pair_key
 from cb_assets.shared.experiments import Experiment, RegistryError
-from cb_assets.shared.failures import INFRA_ERROR, Pattern, classify_text
+from cb_assets.shared.failures import (
+    CONFIG_ERROR,
+    INFRA_ERROR,
+    EvalRefusal,
+    Pattern,
+    Verdict,
+    classify_text,
+    eval_refusal,
+)
 from cb_assets.shared.partition_keys import Arm, ArmKeyError, split_partition_key
 from cb_assets.shared.secrets import scrub
 from cb_assets.shared.settings import UnknownSettingError
@@ -119,12 +128,16 @@ def _run_eval(
     patterns: tuple[Pattern, ...],
     number: int,
 ) -> None:
-    """`cooperbench eval` for the pair; an exit without eval.json raises (an infra error)."""
+    """`cooperbench eval` for the pair; an exit without eval.json raises: an infra error,
+    unless upstream said why and another attempt would hear the same."""
     pair_dir = runner.pair_dir(pair, arm)
     log = attempts.process_log(Path(runner.logs_dir), pair_dir, "eval", number)
     launched = runner.eval_pair(pair, arm, experiment, force=force, log_path=log)
     if launched.exit_code != 0 or not (pair_dir / "eval.json").exists():
         tail = launched.log_tail(20_000)
+        refused = None if launched.timed_out else eval_refusal(tail)
+        if refused is not None:
+            raise _refused(pair, arm, *refused, log)
         hit = classify_text(tail, patterns)
         last = next((line for line in reversed(tail.splitlines()) if line.strip()), "")
         rule = hit.name if hit else "runner-crash"
@@ -133,6 +146,20 @@ def _run_eval(
             f"cooperbench eval exited with {launched.exit_code} for {pair.key} "
             f"({arm.key}) [{rule}]: {scrub(last)[-400:]}; log: {log}",
         )
+
+
+def _refused(pair: Pair, arm: Arm, refusal: EvalRefusal, said: str, log: Path) -> dg.Failure:
+    """Not retried: upstream refused for a reason a retry meets again. A refusal that is
+    the experiment's configuration fails as a config error, which stops the experiment."""
+    detail = f"cooperbench eval wrote no eval.json for {pair.key} ({arm.key}): {scrub(said)}"
+    metadata = {"rule": refusal.name, "process_log": dg.MetadataValue.path(str(log))}
+    if refusal.config:
+        return config_failure(Verdict(CONFIG_ERROR, refusal.name, detail), metadata=metadata)
+    return dg.Failure(
+        description=f"{detail} [{refusal.name}]; retrying cannot change that; log: {log}",
+        allow_retries=False,
+        metadata=metadata,
+    )
 
 
 def _infra(context: dg.AssetExecutionContext, message: str) -> Exception:

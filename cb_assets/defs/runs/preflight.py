@@ -10,9 +10,13 @@ cooperbench, whose agent names are read from its source (importing it costs ~8 s
 import ast
 import functools
 import importlib.util
+import json
 import os
+import shutil
 from importlib.machinery import PathFinder
 from pathlib import Path
+
+import yaml
 
 from cb_assets import config
 from cb_assets.shared.experiments import Experiment, RegistryError, load_registry
@@ -148,9 +152,149 @@ def patterns_problem(path: str | None) -> str | None:
     return None
 
 
+# Where upstream's adapters read their model's credentials from: each entry is the
+# alternatives, any one of which (all its variables set) is enough. Azure OpenAI (both of
+# its variables, `cooperbench.agents._azure`) takes over every framework but claude_code.
+_AZURE = ("AZURE_OPENAI_API_KEY", "AZURE_OPENAI_ENDPOINT")
+FRAMEWORK_CREDENTIALS: dict[str, tuple[tuple[str, ...], ...]] = {
+    # ANTHROPIC_BASE_URL alone works: the adapter then injects a placeholder token
+    "claude_code": (
+        ("ANTHROPIC_API_KEY",), ("CLAUDE_CODE_OAUTH_TOKEN",), ("ANTHROPIC_AUTH_TOKEN",),
+        ("ANTHROPIC_BASE_URL",),
+    ),
+    "codex": (("OPENAI_API_KEY",), _AZURE),
+    # hands whichever of the three keys is set to the model, or Vertex AI's credentials
+    "openhands_sdk": (
+        ("GEMINI_API_KEY",), ("ANTHROPIC_API_KEY",), ("OPENAI_API_KEY",), _AZURE,
+        ("GOOGLE_APPLICATION_CREDENTIALS",), ("VERTEXAI_PROJECT",),
+    ),
+}  # fmt: skip
+# A host logged in with `claude login`: claude_code reads its token from this file.
+CLAUDE_LOGIN_FILE = "~/.claude/.credentials.json"
+# litellm-backed frameworks: the key depends on the model's provider (litellm's own
+# validate_environment names these); a provider not listed (vertex_ai, bedrock, a local
+# server) is not checked.
+LITELLM_FRAMEWORKS = ("mini_swe_agent_v2", "swe_agent")
+PROVIDER_CREDENTIALS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "openai": (("OPENAI_API_KEY",),),
+    "anthropic": (("ANTHROPIC_API_KEY",), ("ANTHROPIC_AUTH_TOKEN",)),
+    "gemini": (("GEMINI_API_KEY",), ("GOOGLE_API_KEY",)),
+    "cohere": (("COHERE_API_KEY",),),
+    "cohere_chat": (("COHERE_API_KEY",),),
+    "mistral": (("MISTRAL_API_KEY",),),
+    "groq": (("GROQ_API_KEY",),),
+    "deepseek": (("DEEPSEEK_API_KEY",),),
+    "openrouter": (("OPENROUTER_API_KEY",),),
+    "xai": (("XAI_API_KEY",),),
+    "together_ai": (("TOGETHERAI_API_KEY",), ("TOGETHER_API_KEY",), ("TOGETHER_AI_API_KEY",)),
+    "azure": (("AZURE_API_KEY",), ("AZURE_OPENAI_API_KEY",)),
+}
+# litellm also knows some models by their bare name
+BARE_MODEL_PROVIDERS = (
+    (("gpt-", "chatgpt-", "o1", "o3", "o4"), "openai"),
+    (("claude-",), "anthropic"),
+    (("command-",), "cohere_chat"),
+)
+# agents of this project: no model, no key, no sandbox of their own
+OFFLINE_AGENTS = frozenset(_registered_names(OFFLINE_AGENTS_MODULE) or ())
+
+
+def _is_set(names: tuple[str, ...]) -> bool:
+    return all(os.environ.get(name, "").strip() for name in names)
+
+
+def _claude_logged_in() -> bool:
+    try:
+        data = json.loads(Path(CLAUDE_LOGIN_FILE).expanduser().read_text(encoding="utf-8"))
+        token = (data.get("claudeAiOauth") or {}).get("accessToken")
+    except (OSError, ValueError, AttributeError):
+        return False
+    return isinstance(token, str) and bool(token.strip())
+
+
+def _config_api_key(agent_config: str | None) -> bool:
+    """Whether the agent config YAML gives litellm its key (`model.model_kwargs.api_key`),
+    at its top level or under `config:`, the two places upstream merges from."""
+    if not agent_config:
+        return False
+    try:
+        data = yaml.safe_load(Path(agent_config).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return False
+    for block in (data, data.get("config") if isinstance(data, dict) else None):
+        model = block.get("model") if isinstance(block, dict) else None
+        kwargs = model.get("model_kwargs") if isinstance(model, dict) else None
+        if isinstance(kwargs, dict) and kwargs.get("api_key"):
+            return True
+    return False
+
+
+def model_provider(model: str) -> str | None:
+    """The litellm provider of `model`: its `provider/` prefix, or a known bare name's."""
+    if "/" in model:
+        return model.split("/", 1)[0].lower()
+    name = model.lower()
+    return next((p for prefixes, p in BARE_MODEL_PROVIDERS if name.startswith(prefixes)), None)
+
+
+def credential_alternatives(experiment: Experiment) -> tuple[tuple[str, ...], ...]:
+    """The variables `experiment`'s agent could take its model's credentials from (any one
+    alternative is enough); none when it needs none or they cannot be known here."""
+    if experiment.agent in FRAMEWORK_CREDENTIALS:
+        return FRAMEWORK_CREDENTIALS[experiment.agent]
+    if experiment.agent not in LITELLM_FRAMEWORKS:
+        return ()
+    if experiment.agent == "mini_swe_agent_v2" and _config_api_key(experiment.agent_config):
+        return ()
+    provider = model_provider(experiment.model)
+    return (*PROVIDER_CREDENTIALS[provider], _AZURE) if provider in PROVIDER_CREDENTIALS else ()
+
+
+# other ways than a variable that a framework takes its credentials
+_OTHER_WAYS = {
+    "claude_code": (f"a `claude login` ({CLAUDE_LOGIN_FILE})",),
+    "mini_swe_agent_v2": ("model.model_kwargs.api_key in its agent_config",),
+}
+
+
+def _spelled(agent: str, alternatives: tuple[tuple[str, ...], ...]) -> str:
+    first, *others = [" and ".join(names) for names in alternatives]
+    others += _OTHER_WAYS.get(agent, ())
+    return f"{first} (or {', or '.join(others)})" if others else first
+
+
+def framework_problems(experiment: Experiment, where: str) -> list[str]:
+    """What `experiment`'s agent framework needs from this host and does not find: its
+    model's credentials, the tools its backend runs sandboxes with."""
+    agent = experiment.agent
+    if agent in OFFLINE_AGENTS:
+        return []
+    found: list[str] = []
+    alternatives = credential_alternatives(experiment)
+    covered = any(set(names) <= set(experiment.secrets) for names in alternatives)
+    if alternatives and not covered and not any(_is_set(names) for names in alternatives):
+        if not (agent == "claude_code" and _claude_logged_in()):
+            what = f" for model {experiment.model}" if agent in LITELLM_FRAMEWORKS else ""
+            found.append(
+                f"{where}.agent: {agent} needs {_spelled(agent, alternatives)} set in the "
+                f"environment{what} (not set)"
+            )
+    if agent == "openhands_sdk" and experiment.backend != "modal":
+        found.append(
+            f"{where}.backend: openhands_sdk needs backend modal ({experiment.backend!r}: "
+            "cooperbench eval refuses to evaluate its runs anywhere else)"
+        )
+    # upstream's DockerEnvironment runs this executable for every sandbox
+    docker = os.environ.get("MSWEA_DOCKER_EXECUTABLE") or "docker"
+    if experiment.backend == "docker" and shutil.which(docker) is None:
+        found.append(f"{where}.backend: docker needs the {docker} CLI on PATH (not found)")
+    return found
+
+
 def experiment_problems(experiment: Experiment, registry_path: Path) -> list[str]:
     """What stops `experiment` from running here, one line each: an unknown agent framework,
-    a missing agent config file, a secret variable that is not set (its name only)."""
+    a missing agent config file, a secret variable that is not set (its name only), a
+    credential or tool its agent framework needs."""
     if experiment.imported:
         return []
     where = f"{registry_path}: experiments.{experiment.name}"
@@ -162,6 +306,7 @@ def experiment_problems(experiment: Experiment, registry_path: Path) -> list[str
         for name in experiment.secrets
         if not os.environ.get(name)
     ]
+    found += framework_problems(experiment, where)
     return [p for p in found if p]
 
 
