@@ -195,8 +195,9 @@ BARE_MODEL_PROVIDERS = (
     (("claude-",), "anthropic"),
     (("command-",), "cohere_chat"),
 )
-# agents of this project: no model, no key, no sandbox of their own
-OFFLINE_AGENTS = frozenset(_registered_names(OFFLINE_AGENTS_MODULE) or ())
+# upstream's frameworks that start their sandbox with the docker CLI on backend docker
+# (DockerEnvironment; swe_agent's SWE-ReX); openhands_sdk always runs on Modal
+DOCKER_CLI_FRAMEWORKS = ("mini_swe_agent_v2", "claude_code", "codex", "swe_agent")
 
 
 def _is_set(names: tuple[str, ...]) -> bool:
@@ -265,10 +266,9 @@ def _spelled(agent: str, alternatives: tuple[tuple[str, ...], ...]) -> str:
 
 def framework_problems(experiment: Experiment, where: str) -> list[str]:
     """What `experiment`'s agent framework needs from this host and does not find: its
-    model's credentials, the tools its backend runs sandboxes with."""
+    model's credentials, the tools its backend runs sandboxes with. Agents no table names
+    (ours: oracle, noop, flaky; external ones) are asked for nothing."""
     agent = experiment.agent
-    if agent in OFFLINE_AGENTS:
-        return []
     found: list[str] = []
     alternatives = credential_alternatives(experiment)
     covered = any(set(names) <= set(experiment.secrets) for names in alternatives)
@@ -284,9 +284,12 @@ def framework_problems(experiment: Experiment, where: str) -> list[str]:
             f"{where}.backend: openhands_sdk needs backend modal ({experiment.backend!r}: "
             "cooperbench eval refuses to evaluate its runs anywhere else)"
         )
-    # upstream's DockerEnvironment runs this executable for every sandbox
-    docker = os.environ.get("MSWEA_DOCKER_EXECUTABLE") or "docker"
-    if experiment.backend == "docker" and shutil.which(docker) is None:
+    docker = os.environ.get("MSWEA_DOCKER_EXECUTABLE") or "docker"  # DockerEnvironment's
+    if (
+        agent in DOCKER_CLI_FRAMEWORKS
+        and experiment.backend == "docker"
+        and shutil.which(docker) is None
+    ):
         found.append(f"{where}.backend: docker needs the {docker} CLI on PATH (not found)")
     return found
 
