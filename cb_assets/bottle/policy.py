@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SUBMIT = "echo COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT"
+MODES = {"solo": "solo", "coop-comm": "comm", "coop-nocomm": "nocomm"}  # setting -> key part
 _AGENT = re.compile(r"You are \*\*(\w+)\*\*\. Your colleague is (\w+)")
 
 
@@ -69,9 +70,16 @@ class Brief:
     @property
     def key(self) -> str:
         """Names this conversation's kind: the same pair, agent and setting on every attempt."""
-        ids = ",".join(str(f.feature_id) for f in self.features)
-        mode = "solo" if self.colleague is None else ("comm" if self.messaging else "nocomm")
-        return f"{mode}:{ids}:{self.agent_id}"
+        setting = (
+            "solo" if self.colleague is None else ("coop-comm" if self.messaging else "coop-nocomm")
+        )
+        return conversation_key(setting, [f.feature_id for f in self.features], self.agent_id)
+
+
+def conversation_key(setting: str, asked: list[int], agent_id: str) -> str:
+    """`<mode>:<features asked, comma-separated>:<agent>`: a solo agent is asked both of a
+    pair's features, agent1 the first, agent2 the second."""
+    return f"{MODES[setting]}:{','.join(map(str, asked))}:{agent_id}"
 
 
 def read_brief(messages: list[dict], features: list[Feature]) -> Brief:

@@ -28,7 +28,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from cb_assets.bottle import images, rootfs, services
 from cb_assets.bottle.model_server import (
@@ -38,6 +37,7 @@ from cb_assets.bottle.model_server import (
     ModelServer,
     litellm_registry,
 )
+from cb_assets.bottle.policy import conversation_key
 from cb_assets.shared.dataset import load_pairs
 
 BOTTLE_DATASET = Path(__file__).parent / "dataset"
@@ -61,16 +61,12 @@ def conversation_keys(pairs: list[tuple[int, int]]) -> list[tuple[str, str, tupl
     agent2 of a coop pair. agent2's feature is the pair's second, unique to the pair in the
     bottle's subset, where agent1's first feature recurs (1 in f1_f2 and f1_f3); the server
     sees only what an agent was asked, so only a unique ask names one pair-run."""
-    keys = []
-    for setting in SETTINGS:
-        for a, b in pairs:
-            key = {
-                "solo": f"solo:{a},{b}:solo",
-                "coop-comm": f"comm:{b}:agent2",
-                "coop-nocomm": f"nocomm:{b}:agent2",
-            }[setting]
-            keys.append((setting, key, (a, b)))
-    return keys
+    return [
+        (setting, conversation_key(setting, asked, agent), (a, b))
+        for setting in SETTINGS
+        for a, b in pairs
+        for agent, asked in ([("solo", [a, b])] if setting == "solo" else [("agent2", [b])])
+    ]
 
 
 def draw_plan(pairs: list[tuple[int, int]], seed: int) -> Plan:
@@ -93,13 +89,6 @@ def draw_plan(pairs: list[tuple[int, int]], seed: int) -> Plan:
         attempts[f"bottle_faults|{setting}|f{a}_f{b}"] = tries
         final[f"bottle_faults|{setting}|f{a}_f{b}"] = outcome
     return Plan(FaultSchedule(faults), attempts, final)
-
-
-def default_cache_dir() -> Path:
-    """Where the root filesystem is kept between runs: outside any clone."""
-    if os.geteuid() == 0:
-        return Path("/var/cache/cb-assets")
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "cb-assets"
 
 
 def _registry_yaml(configs: Path) -> str:
@@ -219,7 +208,7 @@ def _materialize(env: dict[str, str], experiment: str, *extra: str) -> int:
     return subprocess.run([*command, "--concurrency", "3", *extra], env={**child, **env}).returncode
 
 
-def run(data_dir: Path, *, cache_dir: Path | None = None, seed: int = 14) -> int:
+def run(data_dir: Path, cache_dir: Path, *, seed: int = 14) -> int:
     """The whole self-check; 0 when every promise it checks holds."""
     from cb_assets.bottle import verdicts
 
@@ -232,7 +221,7 @@ def run(data_dir: Path, *, cache_dir: Path | None = None, seed: int = 14) -> int
     def say(line: str) -> None:
         print(f"selfcheck [{time.monotonic() - started:5.0f}s] {line}", flush=True)
 
-    with Bottle(root, cache_dir or default_cache_dir(), say) as bottle:
+    with Bottle(root, cache_dir, say) as bottle:
         env, plan = bottle.up(seed)
         _materialize(env, "bottle", "--images", "yes", "--evals")
         _materialize(env, "bottle_faults", "--images", "no")
@@ -248,7 +237,3 @@ def run(data_dir: Path, *, cache_dir: Path | None = None, seed: int = 14) -> int
     verdict = "PASSED" if findings.ok else "FAILED"
     say(f"{verdict}; everything it wrote is under {root}")
     return 0 if findings.ok else 1
-
-
-def describe(value: Any) -> str:
-    return json.dumps(value, sort_keys=True)

@@ -8,6 +8,7 @@ from typing import Any
 import duckdb
 
 from cb_assets.bottle.model_server import read_ledger
+from cb_assets.bottle.policy import conversation_key
 
 REPORT_TRUTHS = ("images_present", "infra_retried", "evals_complete")
 EXPERIMENT_MODELS = {
@@ -15,7 +16,6 @@ EXPERIMENT_MODELS = {
     "bottle_faults": "bottle-faults",
     "bottle_steps": "bottle-steps",
 }
-POLICY_MODE = {"solo": "solo", "coop-comm": "comm", "coop-nocomm": "nocomm"}
 
 
 @dataclass
@@ -35,11 +35,10 @@ def _rows(conn: duckdb.DuckDBPyConnection, sql: str, *params: Any) -> list[dict[
 
 
 def policy_key(setting: str, pair: str, agent_id: str) -> str:
-    """The model server's name for a conversation (`policy.Brief.key`): a solo agent is
-    asked both features, agent1 the first, agent2 the second."""
-    a, b = (part.removeprefix("f") for part in pair.rsplit("-", 1)[1].split("_"))
-    asked = {"solo": f"{a},{b}", "agent1": a, "agent2": b}[agent_id]
-    return f"{POLICY_MODE[setting]}:{asked}:{agent_id}"
+    """The model server's name for an agent's conversation in pair-run `pair` (`…-f1_f2`)."""
+    a, b = (int(part.removeprefix("f")) for part in pair.rsplit("-", 1)[1].split("_"))
+    asked = {"solo": [a, b], "agent1": [a], "agent2": [b]}[agent_id]
+    return conversation_key(setting, asked, agent_id)
 
 
 def check(root: Path, plan: Any, faults_served: list[dict[str, Any]]) -> Findings:

@@ -10,4 +10,4 @@ def selfcheck(args: argparse.Namespace) -> int:
     from cb_assets.bottle import selfcheck as bottle
 
     cache = Path(args.cache_dir) if args.cache_dir else config.bottle_cache_dir()
-    return bottle.run(config.data_dir(), cache_dir=cache, seed=args.seed)
+    return bottle.run(config.data_dir(), cache, seed=args.seed)

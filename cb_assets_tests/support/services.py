@@ -5,7 +5,6 @@ missing: a green CI must mean the feature ran.
 """
 
 import os
-import socket
 import subprocess
 import time
 import urllib.request
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from cb_assets.bottle.services import free_port  # noqa: F401 - the tests' one free_port
 from cb_assets.config import PROJECT_ROOT
 
 
@@ -44,13 +44,6 @@ def require_real_logs() -> Path:
     root = real_logs_dir()
     require(root.is_dir(), f"no real upstream logs at {root}")
     return root
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for_http(url: str, proc: subprocess.Popen, log: Path, timeout: float) -> None:
