@@ -586,10 +586,11 @@ def test_real_nano_experiment(real_logs: Path) -> None:
     assert manifest["per_repeat"]["coop-comm"]["2"]["agents"] == 40
 
 
-def test_real_error_agents_are_results(real_logs: Path) -> None:
-    """nano_free_git_1 has agents that ended in `Error` (no error text): they are results.
-    So is an agent whose error is empty or the sandbox's `docker run` exit 125; an error
-    the platform reads as the infrastructure's is not."""
+def test_real_error_agents_without_text_are_infrastructure(real_logs: Path) -> None:
+    """nano_free_git_1 has agents that ended in `Error` with no error text: the agent process
+    died without a result, so (issue 14) those pair-runs are infra_error, not results, and the
+    arm is not complete. So is a sandbox that did not start (`docker run` exit 125). An Error
+    with the agent's own text is a result."""
     run = real_logs / "nano_free_git_1"
     expected = sorted(_folder_pairs(run) - {OUT_OF_DATASET})
     errored = set()
@@ -605,11 +606,14 @@ def test_real_error_agents_are_results(real_logs: Path) -> None:
             "coop_git_complete"
         ]
 
-    plain = truth()
-    assert plain.verdict == VERIFIED, plain.evidence
-    assert "19/19 pair-runs" in plain.evidence
-    assert "agent statuses: Submitted 34, Error 4" in plain.evidence
     first, second = sorted(errored)
+    plain = truth()
+    assert plain.verdict == FAILED, plain.evidence
+    assert "17/19 pair-runs" in plain.evidence
+    assert "agent statuses: Submitted 34, Error 4" in plain.evidence
+    assert "2 pair-runs ended in infra_error 2 (not results)" in plain.evidence
+    assert f"freegit/coop-git|{first}" in plain.evidence
+    assert f"freegit/coop-git|{second}" in plain.evidence
 
     def set_errors(texts: dict[str, str]) -> Callable[[str, dict], None]:
         def edit(pair: str, result: dict) -> None:
@@ -624,9 +628,15 @@ def test_real_error_agents_are_results(real_logs: Path) -> None:
         "returned non-zero exit status 125."
     )
     edited = truth(set_errors({first: "", second: docker}))
-    assert edited.verdict == VERIFIED, edited.evidence
+    assert edited.verdict == FAILED, edited.evidence
+    assert "2 pair-runs ended in infra_error 2 (not results)" in edited.evidence
 
-    infra = truth(set_errors({first: "litellm.RateLimitError: 429 Too Many Requests"}))
+    own = "ValueError: the patch does not apply"  # the agent's own failure: a result
+    results = truth(set_errors({first: own, second: own}))
+    assert results.verdict == VERIFIED, results.evidence
+    assert "19/19 pair-runs" in results.evidence
+
+    infra = truth(set_errors({first: "litellm.RateLimitError: 429 Too Many Requests", second: own}))
     assert infra.verdict == FAILED
     assert "1 pair-runs ended in infra_error 1 (not results)" in infra.evidence
     assert f"freegit/coop-git|{first}" in infra.evidence
