@@ -5,7 +5,7 @@ import time
 
 import dagster as dg
 
-from cb_assets.cli.launch import materialize_partitions
+from cb_assets.cli.launch import expected_durations, materialize_partitions
 from cb_assets.cli.materialize import chosen_experiment, experiment_keys, finish
 from cb_assets.cli.project import open_project, stop_fork_server
 from cb_assets.defs.runs.partitions import RUN_RESULTS, partitions_needing_runs
@@ -53,6 +53,7 @@ def backfill(args: argparse.Namespace) -> int:
                     list(chosen),
                     args.concurrency,
                     tags={"experiment": experiment.name},
+                    expected=expected_durations(project.instance, list(chosen)),
                 )
                 return finish(project, experiment.name, started, list(chosen), failed)
             backfill_id = submit_backfill(

@@ -10,9 +10,11 @@ from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_START_TAG,
 )
 
+from cb_assets import config
 from cb_assets.cli.code_location import CodeLocationClient
 from cb_assets.cli.follow import RunFollower
 from cb_assets.defs.runs.batches import BatchQueue, segments
+from cb_assets.defs.runs.expected import expected_seconds, recorded_durations
 from cb_assets.shared.failures import config_error_cause
 from cb_assets.shared.partition_keys import SEPARATOR
 
@@ -34,6 +36,19 @@ def partition_tags(key: str) -> dict[str, str]:
     return {"dagster/partition": key}
 
 
+def expected_durations(instance: dg.DagsterInstance, keys: list[str]) -> dict[str, float]:
+    """Each run_results key's expected seconds from what DuckDB has recorded (see
+    cb_assets.defs.runs.expected), with a line saying where the figures came from."""
+    pairs = instance.get_dynamic_partitions("pairs")
+    expectation = expected_seconds(recorded_durations(config.duckdb_path()), keys, pairs)
+    if expectation.seconds:
+        print(
+            f"cb-assets: longest expected first; expected durations: "
+            f"{expectation.summary(len(keys))}"
+        )
+    return expectation.seconds
+
+
 def materialize_partitions(
     location: CodeLocationClient,
     instance: dg.DagsterInstance,
@@ -41,17 +56,19 @@ def materialize_partitions(
     concurrency: int,
     asset: str = "run_results",
     tags: Mapping[str, str] | None = None,
+    expected: Mapping[str, float] | None = None,
 ) -> list[str]:
     """Materialize `keys` of `asset` in runs of the code location, `concurrency` of them in
     flight; print a line per partition; return the failed keys.
 
     run_results partitions go several to a run (a range of pairs of one arm, sized by
-    cb_assets.defs.runs.batches); the other assets' partitions one per run. A config error stops
-    further launches: every further pair-run would fail the same way."""
+    cb_assets.defs.runs.batches, by `expected` seconds per key when given, longest first);
+    the other assets' partitions one per run. A config error stops further launches: every
+    further pair-run would fail the same way."""
     if asset == "run_results":
         pairs = instance.get_dynamic_partitions("pairs")
         arms = list(dict.fromkeys(key.partition(SEPARATOR)[0] for key in keys))
-        queue = BatchQueue(segments(keys, pairs, arms), concurrency)
+        queue = BatchQueue(segments(keys, pairs, arms), concurrency, expected=expected)
     else:
         queue = BatchQueue([[k] for k in keys], concurrency, cap=1)
     follower = RunFollower(instance, asset, keys)

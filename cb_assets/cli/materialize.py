@@ -7,7 +7,7 @@ import time
 import dagster as dg
 
 from cb_assets import config
-from cb_assets.cli.launch import materialize_partitions, run_job
+from cb_assets.cli.launch import expected_durations, materialize_partitions, run_job
 from cb_assets.cli.project import Project, open_project, stop_fork_server
 from cb_assets.shared.experiments import Experiment, load_registry
 from cb_assets.shared.partition_keys import partition_key
@@ -68,7 +68,12 @@ def _materialize(
     started = time.monotonic()
     tags = {"experiment": experiment.name}
     failed = materialize_partitions(
-        project.location, project.instance, keys, args.concurrency, tags=tags
+        project.location,
+        project.instance,
+        keys,
+        args.concurrency,
+        tags=tags,
+        expected=expected_durations(project.instance, keys),
     )
     if args.evals:
         done = [k for k in keys if k not in failed]

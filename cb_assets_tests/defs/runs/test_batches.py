@@ -59,3 +59,60 @@ def test_guided_batches_shrink_cover_everything_once_and_respect_the_cap() -> No
 def test_bad_queue_arguments_are_refused() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         BatchQueue([], workers=0)
+
+
+def makespan(queue: BatchQueue, seconds: dict[str, float], workers: int, run_cost: float) -> float:
+    """When the last of `workers` free slots, each taking the next batch, finishes."""
+    free = [0.0] * workers
+    while (batch := queue.next()) is not None:
+        slot = free.index(min(free))
+        free[slot] += run_cost + sum(seconds[k] for k in batch)
+    return max(free)
+
+
+def test_a_long_pair_last_in_file_order_goes_first_and_alone() -> None:
+    keys = [partition_key(NOCOMM, f"p{i:03}") for i in range(20)]
+    seconds = {k: 1.0 for k in keys} | {keys[-1]: 20.0}
+    bound = max(sum(seconds.values()) / 4, max(seconds.values()))
+    timed = BatchQueue([keys], workers=4, expected=seconds)
+    first = timed.next()
+    assert first == [keys[-1]]
+    assert timed.expected_seconds(first) == pytest.approx(20.15)
+    by_count = makespan(BatchQueue([keys], workers=4), seconds, 4, run_cost=0.5)
+    by_time = makespan(BatchQueue([keys], workers=4, expected=seconds), seconds, 4, 0.5)
+    assert by_time <= 1.1 * bound < by_count
+
+
+def test_heavy_tailed_durations_finish_near_the_bound() -> None:
+    import random
+
+    rng = random.Random(15)
+    keys = [partition_key(NOCOMM, f"p{i:03}") for i in range(50)]
+    seconds = {k: rng.lognormvariate(0.8, 0.7) for k in keys}
+    bound = max(sum(seconds.values()) / 4, max(seconds.values()))
+    timed = drain(BatchQueue([keys], workers=4, expected=seconds))
+    assert sorted(k for b in timed for k in b) == keys  # each exactly once
+    assert all(b == keys[keys.index(b[0]) : keys.index(b[0]) + len(b)] for b in timed)
+    assert makespan(BatchQueue([keys], workers=4, expected=seconds), seconds, 4, 0.5) <= (
+        1.1 * bound
+    )
+    assert len(timed) < len(keys)  # short pairs still share runs
+
+
+def test_timed_batches_are_dagster_ranges_and_short_pairs_keep_their_order() -> None:
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("pairs", PAIRS)
+    instance.add_dynamic_partitions("arms", ARMS)
+    wanted = [partition_key(a, p) for p in PAIRS for a in (SOLO, NOCOMM)]
+    seconds = {k: 0.1 for k in wanted} | {partition_key(NOCOMM, PAIRS[5]): 30.0}
+    batches = drain(BatchQueue(segments(wanted, PAIRS, ARMS), workers=2, expected=seconds))
+    assert batches[0] == [partition_key(NOCOMM, PAIRS[5])]
+    for batch in batches:
+        tags = range_tags(batch[0], batch[-1])
+        resolved = run_partitions.get_partition_keys_in_range(
+            dg.PartitionKeyRange(*tags.values()), dynamic_partitions_store=instance
+        )
+        assert [str(k) for k in resolved] == batch
+    rest = [k for b in batches[1:] for k in b]
+    in_order = [k for segment in segments(wanted, PAIRS, ARMS) for k in segment]
+    assert rest == [k for k in in_order if k not in batches[0]]  # SOLO's pairs, then NOCOMM's
