@@ -30,6 +30,10 @@ MIN_BATCH_SECONDS = 2.0
 # What the platform adds to each pair-run inside a run (claim, journal, DuckDB transaction,
 # materialization event): measured 0.1-0.25 s per oracle partition on the 2-core machine.
 PARTITION_COST_SECONDS = 0.15
+# Beyond this much expected work a longer batch amortizes nothing more (a run costs under
+# 1 s), it only commits work early on estimates that may be wrong: pair-runs of a real model
+# (minutes each) therefore go one per run, in longest-first order.
+MAX_BATCH_SECONDS = 30.0
 
 
 def segments(
@@ -87,6 +91,7 @@ class BatchQueue:
                     else 1.0
                 )
         self._min = min_seconds if self._timed else 0.0
+        self._max = MAX_BATCH_SECONDS if self._timed else float("inf")
         self._order = {key: i for i, key in enumerate(self._weight)}
 
     def remaining(self) -> int:
@@ -100,7 +105,7 @@ class BatchQueue:
         if not self._segments:
             return None
         left = sum(self._weight[k] for s in self._segments for k in s)
-        target = max(self._min, left / self._workers)
+        target = max(self._min, min(left / self._workers, self._max))
         # the longest remaining first; among equals, the earliest (count mode: in order)
         where, seed = max(
             ((i, j) for i, s in enumerate(self._segments) for j in range(len(s))),

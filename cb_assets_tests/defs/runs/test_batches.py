@@ -116,3 +116,10 @@ def test_timed_batches_are_dagster_ranges_and_short_pairs_keep_their_order() -> 
     rest = [k for b in batches[1:] for k in b]
     in_order = [k for segment in segments(wanted, PAIRS, ARMS) for k in segment]
     assert rest == [k for k in in_order if k not in batches[0]]  # SOLO's pairs, then NOCOMM's
+
+
+def test_pair_runs_of_a_real_model_go_one_per_run_longest_first() -> None:
+    keys = [partition_key(NOCOMM, f"p{i:03}") for i in range(12)]
+    seconds = {k: 60.0 + i for i, k in enumerate(keys)}  # minutes each, like a real model
+    batches = drain(BatchQueue([keys], workers=4, expected=seconds))
+    assert batches == [[k] for k in reversed(keys)]
