@@ -66,6 +66,14 @@ class RunFollower:
 
     @property
     def active(self) -> int:
+        """Runs still working on a partition. A run whose partitions have all landed only has
+        its bookkeeping left (step and run end, a poll away): its slot goes to the next batch
+        now rather than a second later."""
+        return sum(1 for keys in self._runs.values() if not self._seen.issuperset(keys))
+
+    @property
+    def running(self) -> int:
+        """Runs not ended yet, whatever is left of them."""
         return len(self._runs)
 
     def run_ids(self) -> list[str]:

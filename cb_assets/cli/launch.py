@@ -24,7 +24,7 @@ JOB_FOR_ASSET = {
     "task_images": "probe_task_images",
 }
 LAUNCHED_BY = {"cb_assets/launched_by": "cb-assets"}
-POLL_SECONDS = 0.5
+POLL_SECONDS = 0.25
 
 
 def range_tags(first: str, last: str) -> dict[str, str]:
@@ -81,7 +81,7 @@ def materialize_partitions(
                 )
                 run_tags = {**LAUNCHED_BY, **(tags or {}), **which}
                 follower.add(location.submit(JOB_FOR_ASSET[asset], run_tags), batch)
-            if not follower.active:
+            if not follower.running:
                 break
             time.sleep(POLL_SECONDS)
             for reason in follower.poll():

@@ -30,3 +30,16 @@ def test_another_commands_materializations_are_not_ours(capsys) -> None:
         assert lines == ["[1/2] ok   a ran: done by us", f"[2/2] FAIL b {why}"], lines
         assert follower.failed == {"b": why} and follower.active == 0
         assert theirs  # materialized, and never reported as ours
+
+
+def test_a_run_whose_partitions_all_landed_frees_its_slot_before_it_ends() -> None:
+    with dg.DagsterInstance.ephemeral() as instance:
+        follower = RunFollower(instance, "run_results", ["a", "b"])
+        done = dg.materialize(
+            [run_results], partition_key="a", instance=instance, tags={"who": "us"}
+        ).run_id
+        follower.add(done, ["a"])
+        follower.add("not-started-yet", ["b"])  # a run still working on its partition
+        assert (follower.active, follower.running) == (2, 2)
+        follower._poll_materializations()  # `a` landed: its run has only bookkeeping left
+        assert (follower.active, follower.running) == (1, 2)
