@@ -1,4 +1,5 @@
-"""`python -m cb_assets.agents.cli run ...`: the upstream `cooperbench` CLI with our agents.
+"""`python -m cb_assets.agents.cli run ...`: the upstream `cooperbench` CLI with our agents
+(`oracle`, `noop`, `flaky`, `replay`: `... run -a replay --agent-config replay.yaml`).
 
 Registering happens on import of `offline`; everything after is upstream's own
 entry point, so the logs on disk are exactly what `cooperbench run` writes. The
@@ -15,7 +16,7 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     from cooperbench.cli import main as cooperbench_main
 
-    import cb_assets.agents.offline  # noqa: F401  (registers oracle and noop)
+    import cb_assets.agents.offline  # noqa: F401  (registers oracle, noop, flaky, replay)
     from cb_assets.config import redis_url_if_set
     from cb_assets.runner.command import upstream_argv
 

@@ -1,9 +1,10 @@
-"""Offline agent frameworks registered with cooperbench: `oracle`, `noop`, `flaky`.
+"""Offline agent frameworks registered with cooperbench: `oracle`, `noop`, `flaky`, `replay`.
 
 `oracle` submits the dataset's gold `feature.patch` (solo: both features) and,
 when messaging is on, tells its partner over upstream's Redis mailbox which files
 its patch touches — so coop-comm has a real conversation. `noop` submits nothing.
 `flaky` is `oracle` with faults injected on a seeded schedule (see `faults.py`).
+`replay` is `oracle` taking a recorded run's duration and cost (see `replay.py`).
 None needs Docker or an LLM, which makes them the harness self-check.
 """
 
@@ -148,3 +149,16 @@ class FlakyRunner:
                     error=error,
                 )
         return result
+
+
+@register("replay")
+class ReplayRunner:
+    """`oracle` with a recorded pair-run's duration (scaled) and cost; see `replay.py`.
+
+    Registered here, where the pre-flight reads the offline agents' names; the logic is
+    imported on first use, like `flaky`'s."""
+
+    def run(self, task: str, image: str, **kwargs: Any) -> AgentResult:
+        from cb_assets.agents.replay import run_replay
+
+        return run_replay(task, image, **kwargs)
