@@ -291,3 +291,13 @@ if __name__ == "__main__":  # `python -m cb_assets.config dagster-home`, for the
     if sys.argv[1:] != ["dagster-home"]:
         sys.exit("usage: python -m cb_assets.config dagster-home")
     print(prepare_dagster_home())
+
+
+# ------------------------------------------------------------ the scale-out profile
+
+
+def postgres_url() -> str | None:
+    """The scale-out profile's instance storage (SQLAlchemy form,
+    `postgresql+psycopg2://role@/db?host=<socket folder>`); deploy/docker/dagster.yaml reads
+    the same variable through `env:`."""
+    return _value("CB_POSTGRES_URL")
