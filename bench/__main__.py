@@ -14,6 +14,9 @@ FULL = [
     ["bench.ingest", "--trees", "30000"],
     ["bench.sensor_tick", "--trees", "30000"],
     ["bench.duckdb_stress", "--processes", "4", "--seconds", "240"],
+    ["bench.event_log", "--events", "2000"],
+    ["bench.replay", "--pairs", "50", "--scale", "100"],
+    ["bench.scale", "--experiments", "20", "--pairs", "100", "--trees", "30000"],
 ]
 SHORT = [
     ["bench.overhead", "--pairs", "4"],
@@ -21,6 +24,9 @@ SHORT = [
     ["bench.ingest", "--trees", "3000"],
     ["bench.sensor_tick", "--trees", "600", "--repeat", "3"],
     ["bench.duckdb_stress", "--processes", "4", "--seconds", "3"],
+    ["bench.event_log", "--events", "20"],
+    ["bench.replay", *"--pairs 3 --scale 1000 --sources real --paths bare history".split()],
+    ["bench.scale", "--short"],
 ]
 
 

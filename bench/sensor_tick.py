@@ -4,6 +4,7 @@
 
 Builds N result trees in upstream's layout, then times real sensor evaluations
 (build_sensor_context on an ephemeral instance) with 0 and with 100 new files.
+`bench.scale` times the same ticks over its 20 imported experiments (`tick_times`).
 """
 
 import argparse
@@ -20,6 +21,52 @@ from cb_assets.defs.runs.resources import CooperBenchRunner
 from cb_assets.defs.runs.sensors import new_results
 
 
+def tick_times(
+    logs: Path, registry: Path, pair_keys: list[str], experiment: str, repeat: int, offset: int
+) -> tuple[float, float, float]:
+    """(first tick, median tick with 0 new files, median tick with 100 new files) of
+    `new_results` over `logs`, for the experiments of `registry`; the new files are pairs of
+    `experiment` numbered from `offset` (the caller removes them if it wants)."""
+    runner = CooperBenchRunner(dataset=BenchmarkDataset(dataset_dir=str(logs)), logs_dir=str(logs))
+    experiments = ExperimentRegistry(path=str(registry))
+    with dg.DagsterInstance.ephemeral() as instance:
+        instance.add_dynamic_partitions("pairs", pair_keys)
+        state = {"cursor": None}
+
+        def tick():
+            with dg.build_sensor_context(
+                instance=instance,
+                cursor=state["cursor"],
+                resources={"runner": runner, "experiments": experiments},
+            ) as context:
+                result = new_results(context)
+                state["cursor"] = context.cursor
+                return result
+
+        time.sleep(2.1)  # past the settle time
+        first = median_seconds(tick, 1)
+        while not isinstance(tick(), dg.SkipReason):  # drain: 100 requests per tick
+            pass
+        idle = median_seconds(tick, repeat)
+        batch = [0]
+
+        def tick_with_100_new():
+            batch[0] += 1
+            extra = synthetic_pairs(34, offset=offset + batch[0] * 100)
+            instance.add_dynamic_partitions("pairs", [p.key for p in extra])
+            write_experiment(logs, experiment, extra)  # 102 new files
+            time.sleep(2.1)
+            start = time.perf_counter()
+            result = tick()
+            elapsed = time.perf_counter() - start
+            assert len(result.run_requests) == 100, len(result.run_requests)
+            tick()  # the 2 left over
+            return elapsed
+
+        busy = sorted(tick_with_100_new() for _ in range(repeat))[repeat // 2]
+    return first, idle, busy
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--trees", type=int, default=30_000)
@@ -33,46 +80,9 @@ def main() -> None:
         print(f"wrote {written} result trees in {time.perf_counter() - started:.1f}s")
         registry = Path(tmp) / "experiments.yaml"  # the sensor scans registered experiments
         registry.write_text("experiments:\n  - {name: bench, agent: oracle, model: oracle}\n")
-        runner = CooperBenchRunner(
-            dataset=BenchmarkDataset(dataset_dir=tmp),
-            logs_dir=str(logs),
+        first, idle, busy = tick_times(
+            logs, registry, [p.key for p in pairs], "bench", args.repeat, args.trees
         )
-        experiments = ExperimentRegistry(path=str(registry))
-        with dg.DagsterInstance.ephemeral() as instance:
-            instance.add_dynamic_partitions("pairs", [p.key for p in pairs])
-            state = {"cursor": None}
-
-            def tick():
-                with dg.build_sensor_context(
-                    instance=instance,
-                    cursor=state["cursor"],
-                    resources={"runner": runner, "experiments": experiments},
-                ) as context:
-                    result = new_results(context)
-                    state["cursor"] = context.cursor
-                    return result
-
-            time.sleep(2.1)  # past the settle time
-            first = median_seconds(tick, 1)
-            while not isinstance(tick(), dg.SkipReason):  # drain: 100 requests per tick
-                pass
-            idle = median_seconds(tick, args.repeat)
-            batch = [0]
-
-            def tick_with_100_new():
-                batch[0] += 1
-                extra = synthetic_pairs(34, offset=args.trees + batch[0] * 100)
-                instance.add_dynamic_partitions("pairs", [p.key for p in extra])
-                write_experiment(logs, "bench", extra)  # 102 new files
-                time.sleep(2.1)
-                start = time.perf_counter()
-                result = tick()
-                elapsed = time.perf_counter() - start
-                assert len(result.run_requests) == 100, len(result.run_requests)
-                tick()  # the 2 left over
-                return elapsed
-
-            busy = sorted(tick_with_100_new() for _ in range(args.repeat))[args.repeat // 2]
     print(f"sensor tick over {written} existing result files:")
     print(f"  first tick (all new, capped at 100 requests): {first * 1000:7.1f} ms")
     print(f"  0 new files   (median of {args.repeat}): {idle * 1000:7.1f} ms")

@@ -18,6 +18,10 @@ from cb_assets.bottle import services
 from cb_assets_tests.support.platform import Platform, open_platform
 from cb_assets_tests.support.services import require, shared_dataset_dir
 
+# litellm fetches its model price map from GitHub on import unless told to use its bundled
+# copy; a test that imports cooperbench in-process must not send a DNS query off the machine.
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
 
 @pytest.fixture(scope="session")
 def lite_dataset() -> Path:

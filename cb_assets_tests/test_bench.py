@@ -24,5 +24,10 @@ def test_benchmarks_run_in_short_mode(redis_url) -> None:
         "manifest:",
         "0 new files",
         "platform  committed",
+        "ratio postgres / sqlite",
+        "PartitionHealthQuery, median of",
+        "experiment_comparison asset",
+        "verification_report:",
+        "tick, 0 new files",
     ):
         assert figure in proc.stdout, figure

@@ -1,3 +1,5 @@
+import re
+
 import dagster as dg
 import pandas as pd
 
@@ -16,16 +18,24 @@ ON_NEW_DATA = dg.AutomationCondition.any_deps_updated().since_last_handled() & (
 )
 
 
+ALL_VIEWS = {**ANALYSIS_VIEWS, **COMPARE_VIEWS, **CONVERSATION_VIEWS}  # in creation order
+
+
+def _reads(sql: str, name: str) -> bool:
+    return re.search(rf"\b(from|join)\s+{name}\b", sql) is not None
+
+
 def create_views(duckdb: PlatformDuckDB, tables: set[str]) -> list[str]:
-    """(Re)create every analysis view whose tables exist; the names created."""
-    created = []
+    """(Re)create every analysis view whose tables exist, and whose views it reads were
+    created (pass_rate_by_early_plan reads first_message_delay); the names created."""
+    created: list[str] = []
     with duckdb.get_connection() as conn:
-        for views in (ANALYSIS_VIEWS, COMPARE_VIEWS, CONVERSATION_VIEWS):
-            for name, sql in views.items():
-                needed = {t for t in ("eval_results", "conversations") if t in sql}
-                if needed <= tables:
-                    conn.execute(f"create or replace view {name} as {sql}")
-                    created.append(name)
+        for name, sql in ALL_VIEWS.items():
+            needed = {t for t in ("eval_results", "conversations") if t in sql}
+            views = {v for v in ALL_VIEWS if v != name and _reads(sql, v)}
+            if needed <= tables and views <= set(created):
+                conn.execute(f"create or replace view {name} as {sql}")
+                created.append(name)
     return created
 
 

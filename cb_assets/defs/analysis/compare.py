@@ -92,6 +92,22 @@ def _rates(ok: pd.DataFrame, n_boot: int, seed: int) -> dict:
     }
 
 
+def _mean(values: pd.Series) -> float:
+    """The mean as a float: NaN, never pd.NA, when there is nothing to average (a setting
+    with evaluations but no run_results rows, whose messages are a nullable column)."""
+    mean = values.mean()
+    return _NAN if pd.isna(mean) else float(mean)
+
+
+def _groups(frame: pd.DataFrame) -> dict[tuple, pd.DataFrame]:
+    """The rows of each (experiment, setting); a row missing either is in none, as a
+    comparison with a missing value matches nothing."""
+    return {
+        key: group
+        for key, group in frame.groupby(["experiment", "setting"], sort=False, dropna=True)
+    }
+
+
 def experiment_summary(
     results: pd.DataFrame, evals: pd.DataFrame | None, n_boot: int = 2000, seed: int = 0
 ) -> pd.DataFrame:
@@ -109,10 +125,12 @@ def experiment_summary(
     evals = evals.drop_duplicates(RUN_KEY)
     keys = set(zip(runs["experiment"], runs["setting"], strict=True))
     keys |= set(zip(evals["experiment"], evals["setting"], strict=True))
+    # split once (a mask per experiment × setting is quadratic in experiments)
+    runs_of, evals_of = _groups(runs), _groups(evals)
     rows = []
     for experiment, setting in _order(keys):
-        g_runs = runs[(runs["experiment"] == experiment) & (runs["setting"] == setting)]
-        g_evals = evals[(evals["experiment"] == experiment) & (evals["setting"] == setting)]
+        g_runs = runs_of.get((experiment, setting), runs.iloc[:0])
+        g_evals = evals_of.get((experiment, setting), evals.iloc[:0])
         ok = g_evals[g_evals["outcome"].isin(("pass", "fail"))]
         rates = _rates(ok, n_boot, seed)
         cost, pairs = float(g_runs["cost"].sum()), len(g_runs)
@@ -128,7 +146,7 @@ def experiment_summary(
                 "cost": cost,
                 "cost_per_pair": cost / pairs if pairs else _NAN,
                 "cost_per_passing_pair": cost / passed if passed is not pd.NA and passed else _NAN,
-                "messages_per_pair": g_runs["messages_sent"].mean() if coop else _NAN,
+                "messages_per_pair": _mean(g_runs["messages_sent"]) if coop else _NAN,
                 "agent_errors": int(g_runs["agent_error"].sum()),
             }
         )

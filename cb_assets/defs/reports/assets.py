@@ -27,11 +27,10 @@ from cb_assets.defs.reports.verification import (
 )
 from cb_assets.defs.runs.assets import run_results
 from cb_assets.defs.runs.resources import CooperBenchRunner
-from cb_assets.defs.runs.results import ResultFileError, read_json_file
+from cb_assets.defs.runs.results import RUN_RESULT_DTYPES, ResultFileError, read_json_file
 from cb_assets.defs.storage import duckdb_access
 from cb_assets.defs.storage.duckdb_access import replace_rows
 from cb_assets.defs.storage.resources import PlatformDuckDB
-from cb_assets.defs.storage.tables import read_run_results, read_table
 from cb_assets.shared.experiments import Experiment
 from cb_assets.shared.partition_keys import partition_key
 from cb_assets.shared.settings import SETTING_NAMES
@@ -58,9 +57,9 @@ def _experiments(
     """The experiments this refresh writes: the run's `experiment` tag, else every
     experiment with rows (in registry order; an experiment no longer registered is
     described from its rows)."""
-    tagged = context.run.tags.get(EXPERIMENT_TAG)
+    tagged = _tagged(context)
     present = list(dict.fromkeys(results["experiment"].dropna().astype(str)))
-    names = [n for n in tagged.split(",") if n] if tagged else present
+    names = tagged if tagged is not None else present
     known = registry.load()
     order = {name: i for i, name in enumerate(known.names)}
     chosen = []
@@ -108,6 +107,43 @@ def _expected(experiment: Experiment, rows: pd.DataFrame, dataset_pairs: list[st
     return sorted(set(kept["pair"].astype(str)))
 
 
+def _tagged(context: dg.AssetExecutionContext) -> list[str] | None:
+    """The experiments the run's `experiment` tag names, or None (every experiment)."""
+    tagged = context.run.tags.get(EXPERIMENT_TAG)
+    return [n for n in tagged.split(",") if n] if tagged else None
+
+
+def _read(
+    db_path: Path, tables: tuple[str, ...], experiments: list[str] | None
+) -> dict[str, pd.DataFrame | None]:
+    """Each table whole, or only the rows of `experiments` when it has an `experiment`
+    column and they are given; None for a table not written yet. One connection for all:
+    a refresh of one experiment reads its rows, not the other experiments'. run_results
+    is never None (an empty frame of its columns, as read_run_results gives)."""
+    out: dict[str, pd.DataFrame | None] = dict.fromkeys(tables)
+    if db_path.exists():
+        with duckdb_access.connect(db_path, read_only=True) as conn:
+            columns: dict[str, set[str]] = {}
+            for table, column in conn.execute(
+                "select table_name, column_name from information_schema.columns "
+                "where table_schema = ?",
+                [config.DUCKDB_SCHEMA],
+            ).fetchall():
+                columns.setdefault(table, set()).add(column)
+            for table in tables:
+                if table not in columns:
+                    continue
+                sql = f"select * from {config.DUCKDB_SCHEMA}.{table}"
+                if experiments is not None and "experiment" in columns[table]:
+                    sql += " where experiment in (select unnest(?::varchar[]))"
+                    out[table] = conn.execute(sql, [experiments]).fetchdf()
+                else:
+                    out[table] = conn.execute(sql).fetchdf()
+    if "run_results" in out and out["run_results"] is None:
+        out["run_results"] = pd.DataFrame(columns=list(RUN_RESULT_DTYPES)).astype(RUN_RESULT_DTYPES)
+    return out
+
+
 def _mine(frame: pd.DataFrame | None, name: str) -> pd.DataFrame | None:
     if frame is None or "experiment" not in frame:
         return frame
@@ -134,8 +170,8 @@ def cost_manifest(
     `cost_manifest`, keyed by experiment. A run tagged `experiment=<name>` rewrites that
     experiment's file and rows only.
     """
-    results = read_run_results(duckdb.path)
-    attempts = read_table(duckdb.path, "run_attempts")
+    read = _read(duckdb.path, ("run_results", "run_attempts"), _tagged(context))
+    results, attempts = read["run_results"], read["run_attempts"]
     tables, lines, pngs = [], [], []
     for experiment in _experiments(context, results, experiments):
         rows = _mine(results, experiment.name)
@@ -254,17 +290,22 @@ def verification_report(
     table keyed by experiment. Each truth is also an asset check: it passes when it holds
     for every experiment this refresh covers.
     """
-    results = read_run_results(duckdb.path)
+    # the rows (and below, the result files) of the experiments this refresh writes only: a
+    # refresh of one experiment does not pay for every other one's
+    tables = ("run_results", "benchmark_pairs", "task_images", "run_attempts", "eval_results")
+    read = _read(duckdb.path, tables, _tagged(context))
+    results = read["run_results"]
+    chosen = _experiments(context, results, experiments)
     results["file_ok"], costs = _check_result_files(results)
-    pairs = read_table(duckdb.path, "benchmark_pairs")
+    pairs = read["benchmark_pairs"]
     expected = sorted(pairs["pair"]) if pairs is not None else []
     db_path = duckdb.path
-    images = read_table(db_path, "task_images")
-    attempts, evals = read_table(db_path, "run_attempts"), read_table(db_path, "eval_results")
+    images = read["task_images"]
+    attempts, evals = read["run_attempts"], read["eval_results"]
     frames, scores, by_key, names = [], [], {}, []
     costs_of: dict[str, dict[str, float]] = {}
     reports_md = []
-    for experiment in _experiments(context, results, experiments):
+    for experiment in chosen:
         rows = _mine(results, experiment.name)
         settings, repeats = _shape(experiment, rows)
         manifest_path = report_files.manifest(experiment.name)

@@ -265,3 +265,16 @@ def test_real_logs_deficit_pairs_repeat_one_only() -> None:
     want = sum(solo[p] - coop[p] for p in shared) / len(shared)
     assert table["deficit"].iloc[0] == pytest.approx(want)
     assert table["deficit"].iloc[3] == pytest.approx(want)
+
+
+def test_a_setting_with_evaluations_and_no_run_rows_has_no_messages_figure() -> None:
+    """Evaluations of a coop setting whose run_results rows are not in (yet): its messages
+    per pair is NaN, not an error (messages_sent is a nullable integer column, as DuckDB
+    gives it)."""
+    solo = pair_runs("a", "solo", 1, ["pass", "fail"])
+    runs, evals = frames(solo, ([], pair_runs("a", "coop-comm", 1, ["pass", "fail"])[1]))
+    runs["messages_sent"] = runs["messages_sent"].astype("Int64")
+    summary = experiment_summary(runs, evals).set_index("setting")
+    c = summary.loc["coop-comm"]
+    assert (c["pairs"], c["evaluated"], c["passed"]) == (0, 2, 1)
+    assert math.isnan(c["messages_per_pair"])

@@ -12,7 +12,7 @@ from cb_assets.config import PROJECT_ROOT, RETIRED, ConfigError
 from cb_assets.defs.runs import preflight
 from cb_assets_tests.support.platform import write_registry
 
-OFFLINE = {"oracle", "noop", "flaky"}
+OFFLINE = {"oracle", "noop", "flaky", "replay"}
 
 
 @pytest.fixture(autouse=True)
