@@ -8,12 +8,38 @@ from cb_assets.defs.experiments.resources import ExperimentRegistry
 from cb_assets.defs.runs.assets import run_results
 from cb_assets.defs.runs.partitions import arm_partitions, pair_partitions, register, run_partition
 from cb_assets.defs.runs.resources import CooperBenchRunner
-from cb_assets.defs.runs.result_scan import Cursor, scan, skipped_note
+from cb_assets.defs.runs.result_scan import Cursor, Found, scan, skipped_note
 from cb_assets.run_launcher.liveness import fail_dead_runs
 from cb_assets.shared.experiments import RegistryError
 
 MAX_REQUESTS_PER_TICK = 100
 SETTLE_SECONDS = 2.0  # a result.json younger than this may still be being written
+
+
+def recorded_since(instance: dg.DagsterInstance, found: list[Found]) -> list[Found]:
+    """The files among `found` whose partition was materialized after the file last changed."""
+    keys = [str(run_partition(f.arm, f.pair_key)) for f in found]
+    if not keys:
+        return []
+    latest: dict[str, float] = {}
+    cursor = None
+    while len(latest) < len(set(keys)):  # newest first: a partition's first record is its latest
+        page = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=run_results.key, asset_partitions=keys),
+            limit=500,
+            cursor=cursor,
+            ascending=False,
+        )
+        for record in page.records:
+            latest.setdefault(record.partition_key, record.timestamp)
+        if not page.has_more:
+            break
+        cursor = page.cursor
+    return [
+        f
+        for f, key in zip(found, keys, strict=True)
+        if key in latest and latest[key] * 1e9 > f.changed_ns
+    ]
 
 
 @dg.sensor(
@@ -52,6 +78,11 @@ def new_results(
             refused.setdefault(found.arm.key, str(exc))
             continue
         wanted.append(found)
+    # a file the platform materialized after it last changed is in DuckDB already: its own
+    # pair-runs' results and imported ones. Requesting them again would put an ingest run per
+    # file into the queue in front of the experiment's own runs.
+    recorded = recorded_since(context.instance, wanted)
+    wanted = [f for f in wanted if f not in recorded]
     # an arm of a registered experiment (an imported repeat, say) gets its partition row
     register(context.instance, arm_partitions.name, [f.arm.key for f in wanted])
     requests = [
@@ -66,6 +97,7 @@ def new_results(
     unknown = sum(f.pair_key not in known for f in scanned.found)
     note = (
         f"{len(requests)} new result files"
+        + (f", {len(recorded)} already recorded" if recorded else "")
         + (f", {unknown} of pairs outside the subset" if unknown else "")
         + "".join(f"; {arm} left alone: {why}" for arm, why in refused.items())
         + (f", {scanned.deferred} left for the next tick" if scanned.deferred else "")

@@ -16,6 +16,7 @@ from cb_assets.runner.command import RunSpec, run_argv, run_env
 from cb_assets.runner.forkserver import run_via_forkserver
 from cb_assets.runner.launch import child_env
 from cb_assets.shared.dataset import parse_pair_key
+from cb_assets.shared.logs_layout import ATTEMPT_MARKER
 from cb_assets.shared.partition_keys import Arm
 from cb_assets_tests.support.cli import run_cli
 from cb_assets_tests.support.daemon import daemon_env, start_daemon, stop_daemon, wait_for
@@ -261,3 +262,30 @@ def test_sensor_leaves_alone_the_arms_the_registry_does_not_have(make_platform):
     assert [r.partition_key for r in result.run_requests] == [f"oracle/solo|{pair.key}"]
     arms = platform.instance.get_dynamic_partitions("arms")
     assert "oracle/solo" in arms and "oracle/solo/r2" not in arms
+
+
+def test_results_the_platform_already_recorded_are_not_requested_again(make_platform):
+    """A daemon started after an import finds the imported result files newer than its
+    (empty) cursor: they are in DuckDB already and must not queue an ingest run each; a file
+    changed after its materialization still is requested."""
+    platform = make_platform(n_pairs=2)
+    assert platform.materialize(["benchmark_pairs"]).success
+    pairs = [r[0] for r in platform.query("select pair from benchmark_pairs order by pair")]
+    keys = [f"oracle/solo|{p}" for p in pairs]
+    for key in keys:
+        platform.materialize(["run_results"], key, raise_on_error=True)
+    # as `cb-assets import` leaves them: ingested, with no marker of a platform attempt
+    for marker in platform.logs_dir.rglob(ATTEMPT_MARKER):
+        marker.unlink()
+    time.sleep(2.1)  # past the settle time
+    d = platform.defs()
+    with dg.build_sensor_context(instance=platform.instance, resources=d.resources) as context:
+        skipped = new_results(context)
+        assert isinstance(skipped, dg.SkipReason)
+        assert "2 already recorded" in skipped.skip_message
+    result = next(platform.logs_dir.glob(f"oracle-solo/solo/*/*/{pairs[0][-5:]}/result.json"))
+    result.write_text(result.read_text())  # delivered again, after its materialization
+    time.sleep(2.1)
+    with dg.build_sensor_context(instance=platform.instance, resources=d.resources) as context:
+        requested = new_results(context)
+        assert [r.partition_key for r in requested.run_requests] == [keys[0]]
