@@ -292,6 +292,8 @@ def test_a_config_error_stops_further_batches(monkeypatch, capsys) -> None:
         def active(self) -> int:
             return len(self._runs)
 
+        running = active
+
         def run_ids(self) -> list[str]:
             return list(self._runs)
 
