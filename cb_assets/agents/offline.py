@@ -8,7 +8,6 @@ its patch touches — so coop-comm has a real conversation. `noop` submits nothi
 None needs Docker or an LLM, which makes them the harness self-check.
 """
 
-import re
 import time
 from pathlib import Path
 from typing import Any
@@ -17,22 +16,11 @@ from cooperbench.agents import AgentResult
 from cooperbench.agents.registry import register
 
 from cb_assets import config
+from cb_assets.agents.log_dirs import pair_from_log_dir as _pair_from_log_dir
 from cb_assets.shared.dataset import gold_patch
 
 DATASET_ENV = "CB_DATASET_DIR"
 PARTNER_WAIT_SECONDS = config.oracle_partner_wait_seconds()
-_FEATURES_DIR = re.compile(r"^f(\d+)_f(\d+)$")
-
-
-def _pair_from_log_dir(log_dir: str | None) -> tuple[str, int, list[int]]:
-    """Upstream passes `<logs>/<run>/<setting>/<repo>/<task_id>/f<a>_f<b>` to every agent."""
-    if not log_dir:
-        raise RuntimeError("oracle needs upstream's log_dir to know its task")
-    path = Path(log_dir)
-    match = _FEATURES_DIR.match(path.name)
-    if not match:
-        raise RuntimeError(f"oracle cannot read the feature pair from log_dir {log_dir}")
-    return path.parent.parent.name, int(path.parent.name), sorted(int(f) for f in match.groups())
 
 
 def _dataset_dir() -> str:
@@ -161,4 +149,4 @@ class ReplayRunner:
     def run(self, task: str, image: str, **kwargs: Any) -> AgentResult:
         from cb_assets.agents.replay import run_replay
 
-        return run_replay(task, image, **kwargs)
+        return run_replay(task, image, gold=OracleRunner().run, **kwargs)

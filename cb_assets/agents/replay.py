@@ -26,13 +26,14 @@ reads the offline agents' names); this module holds its logic.
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cooperbench.agents import AgentResult
 
-from cb_assets.agents.offline import OracleRunner, _pair_from_log_dir
+from cb_assets.agents.log_dirs import pair_from_log_dir
 
 TREE_KEY = "replay_tree"
 SCALE_KEY = "replay_scale"
@@ -160,32 +161,33 @@ def run_replay(
     log_dir: str | None = None,
     config: dict[str, Any] | None = None,
     agent_config: str | None = None,
+    gold: Callable[..., AgentResult],
     **kwargs: Any,
 ) -> AgentResult:
-    """One agent of a replayed pair-run (upstream's runner calls it once per agent)."""
+    """One agent of a replayed pair-run (upstream's runner calls it once per agent); `gold`
+    is oracle's run (offline.py passes it: this module must not import offline.py, which
+    registers replay)."""
     started = time.monotonic()
     settings = replay_config(config, agent_config)
-    repo, task_id, features = _pair_from_log_dir(log_dir)
+    repo, task_id, features = pair_from_log_dir(log_dir)
     kind = Path(str(log_dir)).parents[2].name  # <run>/<kind>/<repo>/<task>/<pair>
     recording = load_recording(find_recording(settings.tree, kind, repo, task_id, features))
     feature = None
     if agent_id != "solo" and agents and agent_id in agents and len(features) == len(agents):
         feature = features[agents.index(agent_id)]  # upstream's order: agent<i> → features[i-1]
     block = block_for(recording, agent_id, feature)
-    gold = OracleRunner().run(
-        task, image, agent_id=agent_id, agents=agents, log_dir=log_dir, **kwargs
-    )
+    gold_result = gold(task, image, agent_id=agent_id, agents=agents, log_dir=log_dir, **kwargs)
     # Sleep to the recorded end, so the gold patch and messages count inside the duration.
     remaining = started + recording.duration_seconds / settings.scale - time.monotonic()
     if remaining > 0:
         time.sleep(remaining)
-    counts = {"steps": gold.steps}
+    counts = {"steps": gold_result.steps}
     counts.update({name: int(block[name]) for name in _COUNTS if _number(block.get(name))})
     return AgentResult(
-        status=gold.status,
-        patch=gold.patch,
+        status=gold_result.status,
+        patch=gold_result.patch,
         cost=float(block.get("cost", 0.0)),
-        messages=gold.messages,
-        sent_messages=gold.sent_messages,
+        messages=gold_result.messages,
+        sent_messages=gold_result.sent_messages,
         **counts,
     )

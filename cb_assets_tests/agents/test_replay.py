@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from cb_assets.agents.offline import OracleRunner
 from cb_assets.agents.replay import ReplayError, find_recording, replay_config, run_replay
 from cb_assets.defs.runs.preflight import agent_problem
 from cb_assets.runner.command import RunSpec, pair_log_dir, run_argv, run_env
@@ -68,7 +69,7 @@ def test_replays_the_pairs_duration_and_cost_with_the_gold_patch(
         start = time.monotonic()
         results[agent_id] = run_replay(
             "task", "image", agent_id=agent_id, agents=agents, log_dir=log_dir(pair, "coop"),
-            config=config, messaging_enabled=False,
+            config=config, messaging_enabled=False, gold=OracleRunner().run,
         )  # fmt: skip
         assert 0.6 <= time.monotonic() - start < 3  # 60 s / 100
     assert [results[a].cost for a in agents] == [0.25, 0.5]
@@ -78,7 +79,7 @@ def test_replays_the_pairs_duration_and_cost_with_the_gold_patch(
     )
     solo = run_replay(
         "task", "image", agent_id="solo", log_dir=log_dir(pair, "solo"),
-        config={**config, "replay_scale": 3000},
+        config={**config, "replay_scale": 3000}, gold=OracleRunner().run,
     )  # fmt: skip
     assert solo.cost == 1.5 and solo.status == "Submitted"
     assert solo.patch == "".join(
@@ -122,7 +123,12 @@ def test_a_pair_the_tree_lacks_or_a_bad_tree_is_one_line_naming_them(
     pair, missing = pairs[0], pairs[1]
     folder = record(tmp_path / "tree", pair, "coop", duration=1.0, costs=[0.1, 0.2])
     tree = tmp_path / "tree" / RUN
-    call = {"agent_id": "agent1", "agents": ["agent1", "agent2"], "messaging_enabled": False}
+    call = {
+        "agent_id": "agent1",
+        "agents": ["agent1", "agent2"],
+        "messaging_enabled": False,
+        "gold": OracleRunner().run,
+    }
 
     def replay(config: dict, target: Pair = pair, kind: str = "coop", **extra) -> None:
         run_replay("task", "image", log_dir=log_dir(target, kind), config=config, **call, **extra)
