@@ -222,18 +222,9 @@ def build_code_image(client: docker.DockerClient, env: str, project: Path) -> st
         subprocess.run(
             [sys.executable, "-m", "compileall", "-q", *CODE_TREES], cwd=stage, check=True
         )
-        client.images.build(
-            path=str(stage),
-            dockerfile="deploy/docker/Dockerfile",
-            buildargs={"ENV_IMAGE": env},
-            tag=name,
-            rm=True,
-            forcerm=True,
-            network_mode="none",
+        images.build_offline(
+            client, stage, name, {"ENV_IMAGE": env}, dockerfile="deploy/docker/Dockerfile"
         )
-    except docker.errors.BuildError as exc:
-        lines = "".join(str(chunk.get("stream", chunk)) for chunk in exc.build_log)
-        raise ImageBuildError(f"building {name}: {exc.msg}\n{lines[-2000:]}") from None
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     return name

@@ -32,6 +32,31 @@ def import_base(client: docker.DockerClient, rootfs_tar: Path) -> str:
     return name
 
 
+def build_offline(
+    client: docker.DockerClient,
+    context: Path,
+    tag: str,
+    buildargs: dict[str, str],
+    dockerfile: str | None = None,
+) -> None:
+    """Build `context` with no network (nothing may leave the machine); a failed build is an
+    ImageBuildError naming the context with the tail of the build log."""
+    try:
+        client.images.build(
+            path=str(context),
+            dockerfile=dockerfile,
+            buildargs=buildargs,
+            tag=tag,
+            rm=True,
+            forcerm=True,
+            network_mode="none",
+        )
+    except docker.errors.BuildError as exc:
+        lines = "".join(str(chunk.get("stream", chunk)) for chunk in exc.build_log)
+        tail = lines[-2000:]
+        raise ImageBuildError(f"building {tag} from {context}: {exc.msg}\n{tail}") from None
+
+
 def build_and_push(
     client: docker.DockerClient,
     dataset_dir: Path,
@@ -47,17 +72,7 @@ def build_and_push(
     remote = f"{registry}/{image_name(repo, task_id)}"
     repository, _, tag = remote.rpartition(":")
     try:
-        client.images.build(
-            path=str(context),
-            buildargs={"BASE": base},
-            tag=remote,
-            rm=True,
-            forcerm=True,
-            network_mode="none",
-        )
-    except docker.errors.BuildError as exc:
-        lines = "".join(str(chunk.get("stream", chunk)) for chunk in exc.build_log)
-        raise ImageBuildError(f"building {context}: {exc.msg}\n{lines[-2000:]}") from None
+        build_offline(client, context, remote, {"BASE": base})
     except docker.errors.APIError as exc:
         raise ImageBuildError(f"building {context}: {exc.explanation or exc}") from None
     for line in client.api.push(repository, tag=tag, stream=True, decode=True):
