@@ -27,10 +27,11 @@ from cb_assets.defs.reports.verification import (
 )
 from cb_assets.defs.runs.assets import run_results
 from cb_assets.defs.runs.resources import CooperBenchRunner
-from cb_assets.defs.runs.results import RUN_RESULT_DTYPES, ResultFileError, read_json_file
+from cb_assets.defs.runs.results import ResultFileError, read_json_file
 from cb_assets.defs.storage import duckdb_access
 from cb_assets.defs.storage.duckdb_access import replace_rows
 from cb_assets.defs.storage.resources import PlatformDuckDB
+from cb_assets.defs.storage.tables import read_tables
 from cb_assets.shared.experiments import Experiment
 from cb_assets.shared.partition_keys import partition_key
 from cb_assets.shared.settings import SETTING_NAMES
@@ -113,37 +114,6 @@ def _tagged(context: dg.AssetExecutionContext) -> list[str] | None:
     return [n for n in tagged.split(",") if n] if tagged else None
 
 
-def _read(
-    db_path: Path, tables: tuple[str, ...], experiments: list[str] | None
-) -> dict[str, pd.DataFrame | None]:
-    """Each table whole, or only the rows of `experiments` when it has an `experiment`
-    column and they are given; None for a table not written yet. One connection for all:
-    a refresh of one experiment reads its rows, not the other experiments'. run_results
-    is never None (an empty frame of its columns, as read_run_results gives)."""
-    out: dict[str, pd.DataFrame | None] = dict.fromkeys(tables)
-    if db_path.exists():
-        with duckdb_access.connect(db_path, read_only=True) as conn:
-            columns: dict[str, set[str]] = {}
-            for table, column in conn.execute(
-                "select table_name, column_name from information_schema.columns "
-                "where table_schema = ?",
-                [config.DUCKDB_SCHEMA],
-            ).fetchall():
-                columns.setdefault(table, set()).add(column)
-            for table in tables:
-                if table not in columns:
-                    continue
-                sql = f"select * from {config.DUCKDB_SCHEMA}.{table}"
-                if experiments is not None and "experiment" in columns[table]:
-                    sql += " where experiment in (select unnest(?::varchar[]))"
-                    out[table] = conn.execute(sql, [experiments]).fetchdf()
-                else:
-                    out[table] = conn.execute(sql).fetchdf()
-    if "run_results" in out and out["run_results"] is None:
-        out["run_results"] = pd.DataFrame(columns=list(RUN_RESULT_DTYPES)).astype(RUN_RESULT_DTYPES)
-    return out
-
-
 def _mine(frame: pd.DataFrame | None, name: str) -> pd.DataFrame | None:
     if frame is None or "experiment" not in frame:
         return frame
@@ -170,7 +140,7 @@ def cost_manifest(
     `cost_manifest`, keyed by experiment. A run tagged `experiment=<name>` rewrites that
     experiment's file and rows only.
     """
-    read = _read(duckdb.path, ("run_results", "run_attempts"), _tagged(context))
+    read = read_tables(duckdb.path, ("run_results", "run_attempts"), _tagged(context))
     results, attempts = read["run_results"], read["run_attempts"]
     tables, lines, pngs = [], [], []
     for experiment in _experiments(context, results, experiments):
@@ -293,7 +263,7 @@ def verification_report(
     # the rows (and below, the result files) of the experiments this refresh writes only: a
     # refresh of one experiment does not pay for every other one's
     tables = ("run_results", "benchmark_pairs", "task_images", "run_attempts", "eval_results")
-    read = _read(duckdb.path, tables, _tagged(context))
+    read = read_tables(duckdb.path, tables, _tagged(context))
     results = read["run_results"]
     chosen = _experiments(context, results, experiments)
     results["file_ok"], costs = _check_result_files(results)
